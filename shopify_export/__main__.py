@@ -1,0 +1,3 @@
+from shopify_export.cli import main
+
+main()

@@ -1,0 +1,400 @@
+"""Running an export job: lock, job record, pages from Shopify into the database, then the CSV.
+
+This is the one place where the client, the database, the CSV writer and the reporter meet.
+The client is asynchronous; ``run_export`` drives it with ``asyncio.run`` so that the command
+line stays synchronous.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import AsyncGenerator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from shopify_export.client import ShopifyClient
+from shopify_export.config import PAGE_SIZE, ConnectionSettings
+from shopify_export.csv_export import write_csv
+from shopify_export.errors import (
+    ExportInProgressError,
+    InterruptedExport,
+    JobNotFoundError,
+    NothingToResumeError,
+    ShopifyExportError,
+)
+from shopify_export.locks import StoreLock
+from shopify_export.models import Job, JobStatus, Page
+from shopify_export.progress import Reporter
+from shopify_export.store import Database
+
+log = logging.getLogger(__name__)
+
+INTERRUPTED_ERROR = "Interrupted"
+
+
+@dataclass(frozen=True)
+class CsvRequest:
+    """Where and how to write the CSV once the export completes."""
+
+    path: Path
+    dialect: str
+
+
+@dataclass
+class RunResult:
+    """The outcome of one run of ``run_export``."""
+
+    job: Job
+    saved_this_run: int
+    elapsed: float
+    csv_path: Path | None = None
+
+
+class StopSignal:
+    """The first SIGINT or SIGTERM of a run; it also cuts short any wait between requests."""
+
+    def __init__(self) -> None:
+        self.signal_number: int | None = None
+        self._event: asyncio.Event | None = None
+
+    def bind(self) -> None:
+        """Create the event in the running loop (call from inside ``asyncio.run``)."""
+        self._event = asyncio.Event()
+
+    def trigger(self, signal_number: int) -> None:
+        """Record the signal and wake every sleeper."""
+        self.signal_number = signal_number
+        if self._event is not None:
+            self._event.set()
+
+    def check(self) -> None:
+        """Raise InterruptedExport if a signal has arrived."""
+        if self.signal_number is not None:
+            raise InterruptedExport(self.signal_number)
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep like ``asyncio.sleep``, but raise InterruptedExport as soon as a signal arrives."""
+        self.check()
+        if self._event is None or seconds <= 0:
+            await asyncio.sleep(max(seconds, 0))
+            return
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout=seconds)
+        except asyncio.TimeoutError:
+            return
+        self.check()
+
+
+def resume_command(store_name: str, job_id: str) -> str:
+    """Return the command that continues ``job_id``."""
+    return f"shopify-export resume {store_name} --job-id {job_id}"
+
+
+def fail_stale_jobs(db: Database, store_name: str) -> None:
+    """Mark failed every job of the store still ``in_progress``.
+
+    Call only while holding the store's lock: then no live process is running any of them.
+    """
+    for job in db.list_jobs(store_name, limit=1_000_000):
+        if job.status is JobStatus.IN_PROGRESS:
+            who = f" (PID {job.pid})" if job.pid else ""
+            db.mark_failed(job.id, f"The process that ran this export{who} ended unexpectedly")
+            log.info("Marked stale job %s as failed", job.id)
+
+
+def choose_job_to_resume(db: Database, store_name: str, job_id: str | None) -> Job:
+    """Return the job that ``resume`` continues.
+
+    Raises:
+        NothingToResumeError: when there is no such job or it cannot be resumed.
+    """
+    if job_id is None:
+        job = db.latest_failed_job(store_name)
+        if job is None:
+            raise NothingToResumeError(
+                f"No failed job found to resume for {store_name}; "
+                f"start a new export with: shopify-export export {store_name}"
+            )
+    else:
+        found = db.get_job(job_id)
+        if found is None:
+            raise JobNotFoundError(
+                f"Job {job_id} not found; list this store's jobs with: "
+                f"shopify-export history {store_name}"
+            )
+        job = found
+        if job.store_name != store_name:
+            raise NothingToResumeError(
+                f"Job {job_id} belongs to store {job.store_name}, not {store_name}; "
+                f"run: shopify-export resume {job.store_name} --job-id {job_id}"
+            )
+        if job.status is JobStatus.COMPLETED:
+            raise NothingToResumeError(
+                f"Job {job_id} already completed; start a new export with: "
+                f"shopify-export export {store_name}"
+            )
+    if job.last_cursor is None and job.last_customer_id is None:
+        raise NothingToResumeError(
+            f"Job {job.id} has no saved cursor to resume from: the cursor is saved after the "
+            f"first batch, and this job stopped before one was saved. Start a new export with: "
+            f"shopify-export export {store_name}"
+        )
+    return job
+
+
+def _describe_holder(db: Database, store_name: str, pid: int | None, job_id: str | None) -> str:
+    job = db.get_job(job_id) if job_id else None
+    what = f"job {job.id}" if job else "an export"
+    who = f" in process {pid}" if pid else ""
+    return (
+        f"Export already in progress for this store: {what} is running{who}. "
+        f"Wait for it to finish, or see it with: shopify-export status {store_name}"
+    )
+
+
+class _SignalHandlers:
+    """SIGINT/SIGTERM handling for one run: the first stops cleanly, the second exits at once."""
+
+    def __init__(self, stop: StopSignal, reporter: Reporter, on_force_exit: Callable[[], None]):
+        self.stop = stop
+        self.reporter = reporter
+        self.on_force_exit = on_force_exit
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signal_number, self._handle, signal_number)
+
+    def remove(self, loop: asyncio.AbstractEventLoop) -> None:
+        for signal_number in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signal_number)
+
+    def _handle(self, signal_number: int) -> None:
+        if self.stop.signal_number is None:
+            self.stop.trigger(signal_number)
+            self.reporter.notice(
+                "Stopping after the current request; press Ctrl-C again to quit at once"
+            )
+            return
+        self.on_force_exit()
+        os._exit(128 + signal_number)
+
+
+class ExportRunner:
+    """Runs one job of one store, from its current position to the end of the customer list."""
+
+    def __init__(
+        self,
+        db: Database,
+        settings: ConnectionSettings,
+        reporter: Reporter,
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.reporter = reporter
+        self.stop = StopSignal()
+        self._warned_redacted = False
+        self._db_lock = threading.Lock()
+
+    async def _export_pages(self, job: Job) -> int:
+        loop = asyncio.get_running_loop()
+        self.stop.bind()
+        handlers = _SignalHandlers(self.stop, self.reporter, lambda: self._force_fail(job.id))
+        handlers.install(loop)
+        try:
+            return await self._fetch_and_save(job)
+        finally:
+            handlers.remove(loop)
+
+    def _force_fail(self, job_id: str) -> None:
+        # Waits for a batch being saved in the save thread, which takes milliseconds.
+        try:
+            with self._db_lock:
+                self.db.mark_failed(job_id, INTERRUPTED_ERROR)
+        except ShopifyExportError:
+            pass  # The job stays in_progress and resume treats it as stale.
+        self.reporter.stop()
+        self.reporter.summary(
+            f"Interrupted. Resume with: {resume_command(self.settings.store_name, job_id)}"
+        )
+
+    async def _fetch_and_save(self, job: Job) -> int:
+        async with ShopifyClient(
+            self.settings, sleep=self.stop.sleep, on_notice=self.reporter.notice
+        ) as client:
+            if job.total_customers <= 0:
+                total = await client.count_customers()
+                if total is not None:
+                    self.db.set_total(job.id, total)
+                    job.total_customers = total
+                    self.reporter.set_total(total)
+            self.stop.check()
+            pages = client.pages(
+                after=job.last_cursor,
+                last_customer_id=job.last_customer_id,
+                page_size=job.page_size or PAGE_SIZE,
+            )
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="save") as executor:
+                try:
+                    return await self._save_pages(job, pages, executor)
+                finally:
+                    await pages.aclose()
+
+    async def _save_pages(
+        self, job: Job, pages: AsyncGenerator[Page, None], executor: ThreadPoolExecutor
+    ) -> int:
+        """Save each page in ``executor`` while the request for the next page is under way.
+
+        One page is fetched ahead: its request goes out as soon as the previous page has
+        arrived, so the round trip overlaps the upsert and the commit of the previous page.
+        Pages are still saved one at a time and in order.
+        """
+        loop = asyncio.get_running_loop()
+        saved = 0
+        batch_number = job.processed_customers // (job.page_size or PAGE_SIZE)
+        cursor = job.last_cursor
+        ahead = asyncio.create_task(_next_page(pages))
+        try:
+            while True:
+                page = await ahead
+                if page is None:
+                    return saved
+                ahead = asyncio.create_task(_next_page(pages))
+                if page.redacted and not self._warned_redacted:
+                    self._warned_redacted = True
+                    self.reporter.warning(_redaction_warning(page.redacted))
+                if page.nodes:
+                    cursor = page.end_cursor or cursor
+                    processed = await loop.run_in_executor(
+                        executor, self._save_batch, job, page, cursor
+                    )
+                    saved += len(page.nodes)
+                    batch_number += 1
+                    job.processed_customers = processed
+                    self.reporter.batch(batch_number, len(page.nodes), processed)
+                self.stop.check()
+        finally:
+            if not ahead.done():
+                ahead.cancel()
+            # The page fetched ahead is dropped unsaved when the loop ends early.
+            await asyncio.gather(ahead, return_exceptions=True)
+
+    def _save_batch(self, job: Job, page: Page, cursor: str | None) -> int:
+        # Runs in the save thread. The lock keeps a forced exit's mark_failed out of the
+        # batch's transaction on the shared connection.
+        with self._db_lock:
+            return self.db.save_batch(job.id, job.store_name, page.nodes, cursor, page.page_size)
+
+    def run(self, job: Job) -> int:
+        """Fetch and save every remaining page of ``job``; return the customers saved."""
+        return asyncio.run(self._export_pages(job))
+
+
+async def _next_page(pages: AsyncGenerator[Page, None]) -> Page | None:
+    """Return the next page, or None after the last one."""
+    try:
+        return await anext(pages)
+    except StopAsyncIteration:
+        return None
+
+
+def _redaction_warning(redacted: dict[str, str]) -> str:
+    fields = ", ".join(sorted(redacted))
+    reason = next(iter(redacted.values()))
+    return (
+        f"Shopify withheld protected customer data ({fields}); those columns stay empty and "
+        f"everything else is saved. Shopify said: {reason}"
+    )
+
+
+def run_export(
+    db: Database,
+    db_path: Path,
+    settings: ConnectionSettings,
+    reporter: Reporter,
+    *,
+    resume: bool = False,
+    job_id: str | None = None,
+    csv: CsvRequest | Callable[[Job], CsvRequest] | None = None,
+) -> RunResult:
+    """Start a new export of ``settings.store_name``, or resume one, and run it to the end.
+
+    Raises:
+        ExportInProgressError: when another process is exporting the store.
+        NothingToResumeError: when ``resume`` finds no job it can continue.
+        InterruptedExport: on SIGINT/SIGTERM; the job is failed with a resumable cursor.
+        ShopifyExportError: when the export fails; the job is marked failed first.
+    """
+    store_name = settings.store_name
+    lock = StoreLock(db_path, store_name)
+    holder = lock.acquire()
+    if holder is not None:
+        raise ExportInProgressError(_describe_holder(db, store_name, holder.pid, holder.job_id))
+    try:
+        fail_stale_jobs(db, store_name)
+        if resume:
+            job = choose_job_to_resume(db, store_name, job_id)
+            reporter.notice(
+                f"Resuming job {job.id}: {job.processed_customers} customers already "
+                f"processed; it stopped with: {job.error or 'no error recorded'}"
+            )
+            job = db.claim_job(job.id)
+        else:
+            job = db.create_job(store_name, api_version=settings.api_version, page_size=PAGE_SIZE)
+        lock.record(job.id)
+        return _run_job(db, settings, reporter, job, csv)
+    finally:
+        lock.release()
+
+
+def _run_job(
+    db: Database,
+    settings: ConnectionSettings,
+    reporter: Reporter,
+    job: Job,
+    csv: CsvRequest | Callable[[Job], CsvRequest] | None,
+) -> RunResult:
+    started = time.monotonic()
+    runner = ExportRunner(db, settings, reporter)
+    reporter.start(
+        f"Exporting {job.store_name}", job.total_customers or None, job.processed_customers
+    )
+    try:
+        saved = runner.run(job)
+    except InterruptedExport:
+        reporter.stop()
+        db.mark_failed(job.id, INTERRUPTED_ERROR)
+        raise
+    except ShopifyExportError as error:
+        reporter.stop()
+        _mark_failed_quietly(db, job.id, str(error))
+        raise
+    except BaseException as error:
+        reporter.stop()
+        _mark_failed_quietly(db, job.id, f"Unexpected error: {type(error).__name__}: {error}")
+        raise
+    reporter.stop()
+    db.mark_completed(job.id)
+    elapsed = time.monotonic() - started
+    completed = db.get_job(job.id) or job
+    result = RunResult(job=completed, saved_this_run=saved, elapsed=elapsed)
+    if csv is not None:
+        request = csv(completed) if callable(csv) else csv
+        write_csv(db, job.store_name, request.path, request.dialect)
+        db.set_csv_path(job.id, str(request.path))
+        result.csv_path = request.path
+        result.job = db.get_job(job.id) or completed
+    return result
+
+
+def _mark_failed_quietly(db: Database, job_id: str, error: str) -> None:
+    try:
+        db.mark_failed(job_id, error)
+    except ShopifyExportError as failure:
+        # The job stays in_progress; the next resume finds it stale and continues it.
+        log.warning("Could not mark job %s as failed: %s", job_id, failure)
