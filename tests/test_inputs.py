@@ -27,8 +27,22 @@ def _single_error_line(result: Result) -> str:
 
 @pytest.mark.parametrize(
     "name",
-    ["", " ", "a b", "../etc", "evil.example/", "a@b", "shop:443", "shop.example.com", "Évisu",
-     "-shop", "shop-", "shop\n", "shop/../x", "%2e%2e"],
+    [
+        "",
+        " ",
+        "a b",
+        "../etc",
+        "evil.example/",
+        "a@b",
+        "shop:443",
+        "shop.example.com",
+        "Évisu",
+        "-shop",
+        "shop-",
+        "shop\n",
+        "shop/../x",
+        "%2e%2e",
+    ],
 )
 def test_invalid_store_name_exits_2(run_cli: Callable[..., Result], name: str) -> None:
     result = run_cli("export", "--", name)
@@ -113,9 +127,7 @@ def test_db_corrupt(run_cli: Callable[..., Result], env: Env) -> None:
     assert str(env.db_path) in line
 
 
-def test_db_write_locked_by_other_process(
-    env: Env, sandbox: SandboxServer, tmp_path: Path
-) -> None:
+def test_db_write_locked_by_other_process(env: Env, sandbox: SandboxServer, tmp_path: Path) -> None:
     env.db_path.parent.mkdir(parents=True)
     holder = subprocess.Popen(
         [
@@ -202,4 +214,3 @@ def test_help_for_every_command(run_cli: Callable[..., Result]) -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for command in ("export", "resume", "csv", "status", "history", "job", "sandbox serve"):
         assert f"  {command} " in readme or f"`{command}" in readme
-

@@ -123,8 +123,20 @@ def test_wal_files_private_while_exporting(
 
 @pytest.mark.parametrize(
     "name",
-    ["evil.example/", "a@b", "../x", "shop:8080", "shop name", "shop?x=1", "shop#frag",
-     "shop.evil.com", "shop%00", "xn--", "a/b", "\\\\host"],
+    [
+        "evil.example/",
+        "a@b",
+        "../x",
+        "shop:8080",
+        "shop name",
+        "shop?x=1",
+        "shop#frag",
+        "shop.evil.com",
+        "shop%00",
+        "xn--",
+        "a/b",
+        "\\\\host",
+    ],
 )
 def test_store_name_only_builds_myshopify_urls(name: str) -> None:
     try:
@@ -140,8 +152,13 @@ def test_store_name_only_builds_myshopify_urls(name: str) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["http://localhost:8787/graphql.json", "http://127.0.0.1/x", "http://127.8.9.10/x",
-     "http://[::1]:80/x", "https://proxy.example.com/admin/api/2026-04/graphql.json"],
+    [
+        "http://localhost:8787/graphql.json",
+        "http://127.0.0.1/x",
+        "http://127.8.9.10/x",
+        "http://[::1]:80/x",
+        "https://proxy.example.com/admin/api/2026-04/graphql.json",
+    ],
 )
 def test_api_url_accepted(url: str) -> None:
     assert check_api_url(url) == url
@@ -149,8 +166,15 @@ def test_api_url_accepted(url: str) -> None:
 
 @pytest.mark.parametrize(
     "url",
-    ["http://example.com/x", "http://10.0.0.1/x", "http://localhost.evil.com/x",
-     "ftp://127.0.0.1/x", "https://user:pass@proxy.example.com/x", "127.0.0.1:8787", ""],
+    [
+        "http://example.com/x",
+        "http://10.0.0.1/x",
+        "http://localhost.evil.com/x",
+        "ftp://127.0.0.1/x",
+        "https://user:pass@proxy.example.com/x",
+        "127.0.0.1:8787",
+        "",
+    ],
 )
 def test_api_url_rejected(url: str) -> None:
     with pytest.raises(ConfigError):
@@ -164,8 +188,22 @@ def untrusted_https(tmp_path: Path) -> Iterator[str]:
         pytest.skip("openssl is needed to make a self-signed certificate")
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
-         "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"],
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
         check=True,
         capture_output=True,
     )
