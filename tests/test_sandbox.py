@@ -343,6 +343,14 @@ def test_literals_aliases_fragments(start: Any) -> None:
     assert "note" in with_note["data"]["people"]["list"][0]
 
 
+def test_latency_delays_responses(start: Any) -> None:
+    server = start(customers=5, latency=0.25)
+    client = Client(server.url())
+    started = time.monotonic()
+    client.query(PAGE, {"first": 1})
+    assert time.monotonic() - started >= 0.25
+
+
 def test_graphql_content_type(start: Any) -> None:
     server = start(customers=3)
     body = b"{ customers(first: 1) { nodes { id } } }"

@@ -20,6 +20,7 @@ import copy
 import dataclasses
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -670,14 +671,19 @@ def _assemble(
     return result
 
 
-def _build(config: SandboxConfig, index: int, profile: int) -> dict[str, Any]:
+def _build(
+    config: SandboxConfig,
+    index: int,
+    profile: int,
+    templates: tuple[list[_Traits], list[dict[str, Any] | None]],
+) -> dict[str, Any]:
     """Build customer ``index``; the result shares template values, so it is read-only."""
     key = _customer_key(config.seed, index)
     numeric_id = config.id_start + index * ID_STRIDE + key % ID_STRIDE
     created = _CREATED_START + index * 300 + (key >> 40) % 300
     if profile == NULL_EVERYTHING:
         return _null_everything(numeric_id, created)
-    people, places = _templates(config.seed)
+    people, places = templates
     person = people[(key >> 10) % TEMPLATES]
     place = places[(key >> 24) % TEMPLATES]
     if profile:
@@ -697,14 +703,18 @@ def customer(config: SandboxConfig, index: int) -> dict[str, Any]:
     """
     if not 0 <= index < config.customers:
         raise IndexError(f"Customer index {index} is outside 0..{config.customers - 1}")
-    return copy.deepcopy(_build(config, index, _profile(index)))
+    return copy.deepcopy(_build(config, index, _profile(index), _templates(config.seed)))
 
 
-def customer_page(config: SandboxConfig, start: int, stop: int) -> list[dict[str, Any]]:
-    """Return customers ``start .. stop - 1`` in index order, as read-only dicts.
+def iter_customers(
+    config: SandboxConfig, start: int, stop: int, reverse: bool = False
+) -> Iterator[dict[str, Any]]:
+    """Yield customers ``start .. stop - 1`` in index order (or reversed), as read-only dicts.
 
     They share values with the templates that customers are drawn from, so callers must not
-    change them (``customer`` returns a copy that may be changed).
+    change them (``customer`` returns a copy that may be changed). Handling each customer as
+    it is yielded is faster than building the whole page first, because its dicts are still in
+    the CPU cache.
     """
     start = max(start, 0)
     stop = min(stop, config.customers)
@@ -713,4 +723,7 @@ def customer_page(config: SandboxConfig, start: int, stop: int) -> list[dict[str
         first = start + (profile - start) % period
         for index in range(first, stop, period):
             hostile.setdefault(index, profile)
-    return [_build(config, index, hostile.get(index, 0)) for index in range(start, stop)]
+    templates = _templates(config.seed)
+    indexes = range(stop - 1, start - 1, -1) if reverse else range(start, stop)
+    for index in indexes:
+        yield _build(config, index, hostile.get(index, 0), templates)

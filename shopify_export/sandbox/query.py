@@ -1,9 +1,11 @@
-"""How the sandbox store responds to a validated query: plans, page windows and JSON output.
+"""Execution of validated queries in the sandbox store: plans, page windows and JSON output.
 
-A ``Plan`` is compiled once per query text. For the customer objects it holds a
-``Projection``: a function generated from the selection set that writes the selected fields of
-a customer dict straight to JSON text. Building dicts for ``json.dumps`` took about twice as
-long, and a page of 250 customers must take only a few milliseconds.
+A ``Plan`` is compiled once per query text. For customer objects it contains a
+``Projection``: Python functions generated from the selection set that write the selected
+fields of a customer dict straight to JSON text. That is about four times as fast as building
+dicts for ``json.dumps`` (measured on one customer of 15 fields, CPython 3.11). A page's JSON
+stays in pieces until the response body is joined once, because each large intermediate string
+cost fresh memory pages.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,7 +35,13 @@ from graphql import (
 )
 
 from shopify_export.sandbox.config import SandboxConfig
-from shopify_export.sandbox.data import customer_page, decode_cursor, encode_cursor, index_after
+from shopify_export.sandbox.data import (
+    customer_id,
+    decode_cursor,
+    encode_cursor,
+    index_after,
+    iter_customers,
+)
 from shopify_export.sandbox.schema import (
     Analysis,
     ApiVersion,
@@ -45,6 +53,8 @@ from shopify_export.sandbox.schema import (
 
 MAX_PAGE_SIZE = 250
 # customersCount before 2025-07 stops counting here and reports precision AT_LEAST.
+# NOTE: inferred from 2025-07 adding ``limit`` (default 10,000, null for no cap); older
+# versions were not observed.
 COUNT_CAP = 10_000
 
 # Customer fields withheld for each group of protected customer data.
@@ -86,56 +96,76 @@ class _Selected:
     type_name: str = ""
 
 
-def _value_code(item: _Selected, var: str, depth: int) -> str:
-    """Return a Python expression that writes ``item`` of the dict named ``var`` as JSON."""
-    get = f"{var}[{item.name!r}]"
-    if item.kind == "typename":
-        return repr(dumps(item.type_name))
-    if item.kind == "null":
-        return "'null'"
-    if item.kind == "string":
-        if not item.nullable:
-            return f"_string({get})"
-        return f"('null' if (v := {get}) is None else _string(v))"
-    if item.kind == "boolean":
-        if not item.nullable:
-            return f"('true' if {get} else 'false')"
-        return f"('null' if (v := {get}) is None else ('true' if v else 'false'))"
-    if item.kind == "strings":
-        return f"('null' if (v := {get}) is None else '[' + ','.join(map(_string, v)) + ']')"
-    if item.kind == "object":
-        inner = f"o{depth + 1}"
-        code = _object_code(item.fields, inner, depth + 1)
-        return f"('null' if ({inner} := {get}) is None else {code})"
-    return f"_dumps({get})"
+def _literal_text(text: str) -> str:
+    """Return ``text`` escaped for the literal part of an f-string."""
+    return text.replace("{", "{{").replace("}", "}}")
 
 
-def _object_code(fields: list[_Selected], var: str, depth: int) -> str:
-    """Return a Python expression that writes ``fields`` of the dict ``var`` as a JSON object."""
-    if not fields:
-        return "'{}'"
-    pieces = []
-    for position, item in enumerate(fields):
-        pieces.append(repr(("{" if position == 0 else ",") + dumps(item.key) + ":"))
-        pieces.append(_value_code(item, var, depth))
-    pieces.append("'}'")
-    return "''.join((" + ", ".join(pieces) + "))"
+class _ProjectionSource:
+    """Python source of a projection: one function per selection set, each returning an f-string.
+
+    The generated code puts only GraphQL names and JSON punctuation between the f-string's
+    single quotes, and double quotes inside its expressions, so no text needs escaping beyond
+    doubled braces.
+    """
+
+    def __init__(self) -> None:
+        self.functions: list[str] = []
+
+    def object_function(self, fields: list[_Selected]) -> str:
+        """Write the function for one selection set; return its name."""
+        position = len(self.functions)
+        name = f"_project_{position}"
+        self.functions.append("")
+        parts = []
+        for index, item in enumerate(fields):
+            prefix = ("{" if index == 0 else ",") + dumps(item.key) + ":"
+            parts.append(_literal_text(prefix))
+            parts.append(self.value(item))
+        parts.append("}}" if fields else "{{}}")
+        self.functions[position] = f"def {name}(o):\n    return f'{''.join(parts)}'\n"
+        return name
+
+    def value(self, item: _Selected) -> str:
+        """Return the f-string part that writes ``item`` of the dict ``o`` as JSON."""
+        get = f'o["{item.name}"]'
+        if item.kind == "typename":
+            return _literal_text(dumps(item.type_name))
+        if item.kind == "null":
+            return "null"
+        if item.kind == "string":
+            if not item.nullable:
+                return f"{{_string({get})}}"
+            return f'{{"null" if (v := {get}) is None else _string(v)}}'
+        if item.kind == "boolean":
+            if not item.nullable:
+                return f'{{"true" if {get} else "false"}}'
+            return f'{{"null" if (v := {get}) is None else ("true" if v else "false")}}'
+        if item.kind == "strings":
+            joined = '"[" + ",".join(map(_string, v)) + "]"'
+            return f'{{"null" if (v := {get}) is None else {joined}}}'
+        if item.kind == "object":
+            function = self.object_function(item.fields)
+            return f'{{"null" if (v := {get}) is None else {function}(v)}}'
+        return f"{{_dumps({get})}}"
 
 
 class Projection:
     """Writes the selected fields of a source dict as JSON text.
 
-    Source dicts use the schema's field names as keys. The projection is compiled to one Python
-    expression per selection set. Its response keys and field names are GraphQL names, which the
-    parser limits to ``[_A-Za-z][_0-9A-Za-z]*``, and they are embedded with ``repr``.
+    Source dicts use the schema's field names as keys. The projection is compiled to Python
+    functions, one per selection set, each returning one f-string. Response keys and field
+    names in the code are GraphQL names, which the parser limits to ``[_A-Za-z][_0-9A-Za-z]*``.
     """
 
     def __init__(self, fields: list[_Selected]) -> None:
         self.fields = fields
-        source = f"def project(o0):\n    return {_object_code(fields, 'o0', 0)}\n"
+        source = _ProjectionSource()
+        entry = source.object_function(fields)
         namespace: dict[str, Any] = {"_string": _ENCODE_STRING, "_dumps": dumps}
-        exec(compile(source, "<sandbox projection>", "exec"), namespace)
-        self._project: Callable[[dict[str, Any]], str] = namespace["project"]
+        code = "".join(source.functions)
+        exec(compile(code, "<sandbox projection>", "exec"), namespace)
+        self._project: Callable[[dict[str, Any]], str] = namespace[entry]
 
     def __call__(self, source: dict[str, Any]) -> str:
         return self._project(source)
@@ -191,11 +221,6 @@ class Plan:
     """The compiled form of an operation for one set of directive variable values."""
 
     fields: list[RootField]
-
-    @property
-    def has_customers(self) -> bool:
-        """Whether the operation reads customers, and so counts as a page request."""
-        return any(root.name == "customers" for root in self.fields)
 
 
 def _literal(node: Any, variables: dict[str, Any]) -> Any:
@@ -351,10 +376,10 @@ def argument_values(root: RootField, variables: dict[str, Any]) -> dict[str, Any
     values: dict[str, Any] = {}
     if root.definition is None:
         return values
-    given = {argument.name.value: argument.value for argument in root.node.arguments or ()}
+    passed = {argument.name.value: argument.value for argument in root.node.arguments or ()}
     for name, argument in root.definition.args.items():
-        if name in given:
-            node = given[name]
+        if name in passed:
+            node = passed[name]
             if isinstance(node, VariableNode) and node.name.value not in variables:
                 value = argument.default_value
             else:
@@ -500,38 +525,41 @@ def count_json(
     return dumps({key: values[name] for key, name in root.count_fields})
 
 
-def page_json(
+def page_parts(
     config: SandboxConfig,
     request: PageRequest,
     errors: list[dict[str, Any]],
-) -> str:
-    """Return the ``CustomerConnection`` object of a resolved page as JSON text.
+    parts: list[str],
+) -> None:
+    """Append the ``CustomerConnection`` object of a resolved page to ``parts`` as JSON text.
 
-    Appends one error per redacted field and customer to ``errors``.
+    Appends one error per redacted field and customer to ``errors``. The text is kept in
+    pieces, one or two per customer, so that the response body is joined only once.
     """
-    customers = customer_page(config, request.start, request.stop)
-    if request.reverse:
-        customers.reverse()
-    pieces = []
-    for selection in request.root.selections:
+    customers: Iterable[dict[str, Any]]
+    customers = iter_customers(config, request.start, request.stop, request.reverse)
+    if sum(selection.kind in ("nodes", "edges") for selection in request.root.selections) > 1:
+        customers = list(customers)
+    for position, selection in enumerate(request.root.selections):
+        parts.append(("{" if position == 0 else ",") + dumps(selection.key) + ":")
         kind = selection.kind
         if kind == "__typename":
-            value = '"CustomerConnection"'
+            parts.append('"CustomerConnection"')
         elif kind == "pageInfo":
-            value = _page_info(selection, request, customers)
+            parts.append(_page_info(config, selection, request))
         else:
-            value = _items(selection, request, customers, errors)
-        pieces.append(f"{dumps(selection.key)}:{value}")
-    return "{" + ",".join(pieces) + "}"
+            _items(selection, request, customers, errors, parts)
+    parts.append("}" if request.root.selections else "{}")
 
 
-def _page_info(
-    selection: ConnectionSelection, request: PageRequest, customers: list[dict[str, Any]]
-) -> str:
+def _page_info(config: SandboxConfig, selection: ConnectionSelection, request: PageRequest) -> str:
     start_cursor = end_cursor = None
-    if customers:
-        start_cursor = encode_cursor(int(customers[0]["legacyResourceId"]))
-        end_cursor = encode_cursor(int(customers[-1]["legacyResourceId"]))
+    if request.count:
+        first, last = request.start, request.stop - 1
+        if request.reverse:
+            first, last = last, first
+        start_cursor = encode_cursor(customer_id(config, first))
+        end_cursor = encode_cursor(customer_id(config, last))
     values = {
         "hasNextPage": request.has_next,
         "hasPreviousPage": request.has_previous,
@@ -545,15 +573,20 @@ def _page_info(
 def _items(
     selection: ConnectionSelection,
     request: PageRequest,
-    customers: list[dict[str, Any]],
+    customers: Iterable[dict[str, Any]],
     errors: list[dict[str, Any]],
-) -> str:
+    parts: list[str],
+) -> None:
     project = selection.node
+    parts.append("[")
+    separator = ""
     if selection.kind == "nodes":
         assert project is not None
-        text = "[" + ",".join(map(project, customers)) + "]"
+        for customer in customers:
+            parts.append(separator)
+            parts.append(project(customer))
+            separator = ","
     else:
-        edges = []
         for customer in customers:
             pieces = []
             for key, name in selection.edge_fields:
@@ -564,19 +597,19 @@ def _items(
                 else:
                     value = '"CustomerEdge"'
                 pieces.append(f"{dumps(key)}:{value}")
-            edges.append("{" + ",".join(pieces) + "}")
-        text = "[" + ",".join(edges) + "]"
+            parts.append(separator + "{" + ",".join(pieces) + "}")
+            separator = ","
+    parts.append("]")
 
     if selection.redacted and (selection.kind == "nodes" or selection.node_key is not None):
         prefix: list[Any] = [request.root.key, selection.key]
-        for position in range(len(customers)):
+        for position in range(request.count):
             for key, locations in selection.redacted:
                 if selection.kind == "nodes":
                     path = [*prefix, position, key]
                 else:
                     path = [*prefix, position, selection.node_key, key]
                 errors.append(graphql_error(REDACTION_MESSAGE, locations, path))
-    return text
 
 
 def log_factor(count: int) -> int:
