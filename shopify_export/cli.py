@@ -6,7 +6,9 @@ import contextlib
 import dataclasses
 import json
 import logging
+import math
 import os
+import shlex
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -22,6 +24,7 @@ from rich.table import Table
 from shopify_export import __version__
 from shopify_export.config import (
     API_VERSION_ENV,
+    DB_ENV,
     DEFAULT_API_VERSION,
     ConnectionSettings,
     connection_from_env,
@@ -30,8 +33,11 @@ from shopify_export.config import (
     parse_store_name,
 )
 from shopify_export.errors import (
+    ConfigError,
+    CsvError,
     ExitStatus,
     InterruptedExport,
+    InvalidDatabaseError,
     JobNotFoundError,
     ShopifyExportError,
 )
@@ -62,12 +68,32 @@ class AppContext:
         return database_path(self.db_option)
 
     @contextlib.contextmanager
-    def open_db(self) -> Iterator[Database]:
-        db = Database.open(self.db_path)
+    def open_db(self, *, create: bool = True) -> Iterator[Database]:
+        """Open the database; commands that only read it pass ``create=False``.
+
+        A read-only command on a path where no database exists stops with an error, so a
+        mistyped ``--db`` is reported instead of silently creating an empty database.
+        """
+        path = self.db_path
+        if not create and not path.exists():
+            raise InvalidDatabaseError(
+                f"Database {path} not found: nothing has been exported there yet; check --db "
+                f"or ${DB_ENV}, or start an export with: shopify-export export STORE"
+            )
+        db = Database.open(path)
         try:
             yield db
         finally:
             db.close()
+
+    def resume_hint(self, store_name: str, job_id: str, *, sandbox: bool = False) -> str:
+        """Return the command that resumes ``job_id`` with this run's --db and --sandbox."""
+        command = resume_command(store_name, job_id)
+        if self.db_option is not None:
+            command = command.replace(
+                "shopify-export ", f"shopify-export --db {shlex.quote(self.db_option)} ", 1
+            )
+        return command + (" --sandbox" if sandbox else "")
 
 
 class _CommandError(click.ClickException):
@@ -75,7 +101,8 @@ class _CommandError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        # An instance value: newer click declares exit_code a class variable of ClickException.
+        vars(self)["exit_code"] = exit_code
 
 
 class ExportGroup(click.Group):
@@ -101,6 +128,31 @@ class ExportGroup(click.Group):
                 "(run again with --verbose for details)",
                 int(ExitStatus.EXPORT_FAILED),
             ) from error
+
+
+class _Seconds(click.ParamType):
+    """A finite number of seconds within [minimum, maximum]; NaN and infinity are rejected."""
+
+    name = "seconds"
+
+    def __init__(self, minimum: float, maximum: float) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(number) or not self.minimum <= number <= self.maximum:
+            self.fail(
+                f"{value!r} is not between {self.minimum:g} and {self.maximum:g} seconds",
+                param,
+                ctx,
+            )
+        return number
 
 
 def _one_line(text: str) -> str:
@@ -193,6 +245,33 @@ def _store_argument(function: F) -> F:
     return click.argument("store", callback=convert)(function)
 
 
+def _check_csv_path(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    if value is None:
+        return None
+    text = str(value)
+    if not text.strip() or text == "-":
+        raise click.BadParameter(
+            f"invalid CSV path {text!r}: pass a file path such as customers.csv", ctx, param
+        )
+    if value.exists() and not value.is_file():
+        raise click.BadParameter(
+            f"{text} is not a regular file: pass the path of a new or existing CSV file",
+            ctx,
+            param,
+        )
+    app = ctx.find_object(AppContext)
+    if app is not None:
+        database = app.db_path.absolute()
+        taken = {Path(f"{database}{suffix}") for suffix in ("", "-wal", "-shm", "-journal")}
+        if value.absolute() in taken or (
+            value.exists() and database.exists() and value.resolve() == database.resolve()
+        ):
+            raise click.BadParameter(
+                f"{text} is the database or one of its files: pass another CSV path", ctx, param
+            )
+    return value.absolute()
+
+
 def _csv_options(function: F) -> F:
     function = click.option(
         "--csv-dialect",
@@ -204,7 +283,8 @@ def _csv_options(function: F) -> F:
     function = click.option(
         "--csv-path",
         type=click.Path(dir_okay=False, path_type=Path),
-        help="CSV file to write  [default: data/exports/<job id>.csv beside the database]",
+        callback=_check_csv_path,
+        help="CSV file to write  [default: a file in exports/ beside the database]",
     )(function)
     return function
 
@@ -212,21 +292,21 @@ def _csv_options(function: F) -> F:
 def _export_options(function: F) -> F:
     function = click.option(
         "--retry-delay",
-        type=click.FloatRange(min=0),
+        type=_Seconds(0, 600),
         default=1.0,
         show_default=True,
         help="Base delay in seconds of the exponential back-off between retries",
     )(function)
     function = click.option(
         "--timeout",
-        type=click.FloatRange(min=1),
+        type=_Seconds(1, 3600),
         default=60.0,
         show_default=True,
         help="Seconds to wait for each response from Shopify",
     )(function)
     function = click.option(
         "--max-retries",
-        type=click.IntRange(min=0),
+        type=click.IntRange(min=0, max=1000),
         default=8,
         show_default=True,
         help="Retries of one request after a transient failure before the export fails",
@@ -287,7 +367,7 @@ def _csv_request(
 
 
 def _default_csv_path(db_path: Path, name: str) -> Path:
-    return db_path.parent / "exports" / f"{name}.csv"
+    return db_path.absolute().parent / "exports" / f"{name}.csv"
 
 
 def _run(
@@ -320,21 +400,37 @@ def _run(
                 resume=resume,
                 job_id=job_id,
                 csv=_csv_request(app, write_csv_file, csv_path, csv_dialect),
+                resume_hint=lambda job_id: app.resume_hint(store, job_id, sandbox=sandbox),
             )
         except InterruptedExport as interrupted:
-            failed = db.latest_job(store)
-            saved = f" with {failed.processed_customers} customers saved" if failed else ""
-            hint = resume_command(store, failed.id) if failed else f"shopify-export resume {store}"
-            reporter.summary(f"Export interrupted{saved}. Resume with: {hint}")
+            stopped = db.get_job(interrupted.job_id) if interrupted.job_id else None
+            if stopped is not None and stopped.can_resume:
+                reporter.summary(
+                    f"Export interrupted with {stopped.processed_customers} customers saved. "
+                    f"Resume with: {app.resume_hint(store, stopped.id, sandbox=sandbox)}"
+                )
+            else:
+                reporter.summary(
+                    "Export interrupted before its first batch was saved; start it again "
+                    "with: shopify-export export " + store
+                )
             raise _CommandError("Interrupted", int(interrupted.exit_status)) from None
+        except CsvError as error:
+            completed = db.get_job(error.job_id) if error.job_id else None
+            if completed is None or completed.status is not JobStatus.COMPLETED:
+                raise
+            raise CsvError(
+                f"Export {completed.id} completed, but writing the CSV failed: {error} Write "
+                f"it again with: shopify-export csv {store} --csv-path PATH"
+            ) from error
         except ShopifyExportError as error:
-            failed = db.latest_job(store)
+            failed = db.get_job(error.job_id) if error.job_id else None
             if failed is not None and failed.status is JobStatus.FAILED and failed.can_resume:
                 reporter.summary(
                     f"Export {failed.id} failed after {failed.processed_customers} customers. "
-                    f"Resume with: {resume_command(store, failed.id)}"
+                    f"Resume with: {app.resume_hint(store, failed.id, sandbox=sandbox)}"
                 )
-            raise error
+            raise
     _print_summary(reporter, app, result)
 
 
@@ -397,7 +493,12 @@ def csv_command(app: AppContext, store: str, csv_path: Path | None, csv_dialect:
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     path = csv_path or _default_csv_path(app.db_path, f"{store}_{stamp}")
-    with app.open_db() as db:
+    with app.open_db(create=False) as db:
+        if db.latest_job(store) is None:
+            raise ConfigError(
+                f"No export of {store} in {app.db_path}: export it first with: "
+                f"shopify-export export {store}"
+            )
         rows = write_csv(db, store, path, csv_dialect)
     click.echo(f"Wrote {rows} customers of {store} to {path}", err=True)
 
@@ -411,7 +512,9 @@ def _job_for_display(job: Job, db_path: Path) -> Job:
 
 def _status_text(job: Job) -> str:
     if job.status is JobStatus.IN_PROGRESS and job.stale:
-        return "in_progress (stale: its process ended; run resume)"
+        if job.can_resume:
+            return "in_progress (stale: its process ended; run resume)"
+        return "in_progress (stale: its process ended before saving a batch)"
     return job.status.value
 
 
@@ -431,7 +534,7 @@ def _stdout_console() -> Console:
 @click.pass_obj
 def status(app: AppContext, store: str, as_json: bool) -> None:
     """Show whether STORE is being exported now, its customers saved and its latest job."""
-    with app.open_db() as db:
+    with app.open_db(create=False) as db:
         holder = current_holder(app.db_path, store)
         latest = db.latest_job(store)
         count = db.customer_count(store)
@@ -461,10 +564,10 @@ def status(app: AppContext, store: str, as_json: bool) -> None:
         console.print(f"No export jobs yet. Start one with: shopify-export export {store}")
         return
     console.print()
-    console.print(_job_table(latest))
+    console.print(_job_table(latest, app))
 
 
-def _job_table(job: Job) -> Table:
+def _job_table(job: Job, app: AppContext) -> Table:
     table = Table(
         title=f"Job {job.id}", show_header=False, title_justify="left", box=None, padding=(0, 2)
     )
@@ -477,7 +580,7 @@ def _job_table(job: Job) -> Table:
         table.add_row("Error", job.error)
     table.add_row("CSV", job.csv_file_path or "-")
     if job.can_resume:
-        table.add_row("Resume with", resume_command(job.store_name, job.id))
+        table.add_row("Resume with", app.resume_hint(job.store_name, job.id))
     return table
 
 
@@ -485,7 +588,7 @@ def _job_table(job: Job) -> Table:
 @_store_argument
 @click.option(
     "--limit",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=1_000_000),
     default=10,
     show_default=True,
     help="Number of jobs to list",
@@ -494,7 +597,7 @@ def _job_table(job: Job) -> Table:
 @click.pass_obj
 def history(app: AppContext, store: str, limit: int, as_json: bool) -> None:
     """List the export jobs of STORE, newest first, and which of them can be resumed."""
-    with app.open_db() as db:
+    with app.open_db(create=False) as db:
         jobs = [_job_for_display(job, app.db_path) for job in db.list_jobs(store, limit)]
     if as_json:
         _echo_json({"storeName": store, "jobs": [job.to_json() for job in jobs]})
@@ -528,7 +631,11 @@ def history(app: AppContext, store: str, limit: int, as_json: bool) -> None:
 @click.pass_obj
 def job(app: AppContext, job_id: str, as_json: bool) -> None:
     """Show one export job by its id."""
-    with app.open_db() as db:
+    if not job_id.strip():
+        raise click.BadParameter(
+            "the job id is empty: pass an id from history", param_hint="JOB_ID"
+        )
+    with app.open_db(create=False) as db:
         found = db.get_job(job_id)
     if found is None:
         raise JobNotFoundError(
@@ -538,7 +645,7 @@ def job(app: AppContext, job_id: str, as_json: bool) -> None:
     if as_json:
         _echo_json(found.to_json())
         return
-    table = _job_table(found)
+    table = _job_table(found, app)
     table.add_row("Store", found.store_name)
     _stdout_console().print(table)
 

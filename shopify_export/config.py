@@ -20,8 +20,12 @@ API_VERSION_ENV = "SHOPIFY_API_VERSION"
 API_URL_ENV = "SHOPIFY_API_URL"
 DB_ENV = "SHOPIFY_EXPORT_DB"
 
-# A shop handle: lower-case letters, digits and inner hyphens, as Shopify issues them.
-_HANDLE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,98}[a-z0-9])?")
+# A shop handle: lower-case letters, digits and inner hyphens, as Shopify issues them, and at
+# most 63 characters because it becomes a DNS label of <handle>.myshopify.com.
+_HANDLE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+# Access tokens are printable ASCII without spaces (custom-app tokens look like shpat_ + hex);
+# anything else cannot be sent in an HTTP header.
+_TOKEN = re.compile(r"[\x21-\x7e]+")
 _MYSHOPIFY_SUFFIX = ".myshopify.com"
 # Stable versions are YYYY-MM with a quarter month; "unstable" is Shopify's preview version.
 _API_VERSION = re.compile(r"20\d\d-(01|04|07|10)|unstable")
@@ -42,7 +46,7 @@ def parse_store_name(value: str) -> str:
     if not _HANDLE.fullmatch(name):
         raise ConfigError(
             f"Invalid store name {value!r}: use the shop's handle, e.g. 'evisu-us' "
-            "for evisu-us.myshopify.com (letters, digits and hyphens only)"
+            "for evisu-us.myshopify.com (letters, digits and inner hyphens, at most 63)"
         )
     return name
 
@@ -143,6 +147,12 @@ def connection_from_env(store_name: str, env: dict[str, str] | None = None) -> C
             f"Missing access token: set {TOKEN_ENV} to the Admin API access token of a custom "
             "app with the read_customers scope, or add --sandbox to try the sandbox store"
         )
+    if not _TOKEN.fullmatch(token):
+        # The value itself is a secret, so the message describes it instead of showing it.
+        raise ConfigError(
+            f"Invalid access token in {TOKEN_ENV}: it contains spaces, control or non-ASCII "
+            "characters; copy the Admin API access token (shpat_...) again"
+        )
     custom_url = env.get(API_URL_ENV)
     api_url = check_api_url(custom_url) if custom_url else shopify_api_url(store_name, api_version)
     return ConnectionSettings(
@@ -153,8 +163,15 @@ def connection_from_env(store_name: str, env: dict[str, str] | None = None) -> C
 def database_path(option: str | os.PathLike[str] | None, env: dict[str, str] | None = None) -> Path:
     """Return the database path: ``--db``, else ``$SHOPIFY_EXPORT_DB``, else the default."""
     env = dict(os.environ) if env is None else env
-    if option:
-        return Path(option)
-    if env.get(DB_ENV):
-        return Path(env[DB_ENV])
-    return DEFAULT_DB_PATH
+    if option is not None:
+        value, source = os.fspath(option), "--db"
+    elif env.get(DB_ENV):
+        value, source = env[DB_ENV], DB_ENV
+    else:
+        return DEFAULT_DB_PATH
+    if not value.strip() or value != value.strip() or "\x00" in value:
+        raise ConfigError(
+            f"Invalid database path {value!r} in {source}: pass a file path such as "
+            f"{DEFAULT_DB_PATH}"
+        )
+    return Path(value)

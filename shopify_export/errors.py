@@ -21,6 +21,8 @@ class ShopifyExportError(Exception):
     """Base class of every error the command line reports as a one-line message."""
 
     exit_status: ExitStatus = ExitStatus.EXPORT_FAILED
+    # The job that was running when the error stopped it, set by the job runner.
+    job_id: str | None = None
 
 
 class ConfigError(ShopifyExportError):
@@ -31,6 +33,13 @@ class ConfigError(ShopifyExportError):
 
 class DatabaseError(ShopifyExportError):
     """Raised when the database cannot be opened, read or written."""
+
+
+class InvalidDatabaseError(DatabaseError):
+    """Raised when ``--db`` names something that cannot be the database: a folder, a device,
+    a file that is not SQLite or is corrupt, or a place that cannot be written."""
+
+    exit_status = ExitStatus.USAGE
 
 
 class CsvError(ShopifyExportError):

@@ -24,7 +24,12 @@ class LockHolder:
 
 
 def lock_path(db_path: Path, store_name: str) -> Path:
-    """Return the lock file of ``store_name`` for the database at ``db_path``."""
+    """Return the lock file of ``store_name`` for the database at ``db_path``.
+
+    The path is resolved first, so that two spellings of one database (a symbolic link, a
+    relative path) share one lock.
+    """
+    db_path = db_path.resolve()
     return db_path.parent / f".{db_path.name}.{store_name}.lock"
 
 

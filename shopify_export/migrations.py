@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shopify_export.errors import DatabaseError
+from shopify_export.errors import DatabaseError, InvalidDatabaseError
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,9 @@ def database_error(path: Path, exc: BaseException, busy_timeout: float) -> Datab
     text = str(exc).replace("\n", " ")
     lowered = text.lower()
     if isinstance(exc, DatabaseError):
-        return DatabaseError(f"Database {path}: {text}")
+        return type(exc)(f"Database {path}: {text}")
+    # The path names something that cannot be this database: exit 2, like other bad input.
+    usage_error = True
     if "file is not a database" in lowered:
         message = (
             f"{path} is not a SQLite database (file is not a database): pass the path of a "
@@ -140,6 +142,7 @@ def database_error(path: Path, exc: BaseException, busy_timeout: float) -> Datab
             "file with --db and export again"
         )
     elif "locked" in lowered or "busy" in lowered:
+        usage_error = False
         message = (
             f"Database {path} is locked by another process (waited {busy_timeout:g} s): wait "
             "for it to finish, or pass another --db path"
@@ -150,6 +153,7 @@ def database_error(path: Path, exc: BaseException, busy_timeout: float) -> Datab
             "or pass another --db path"
         )
     elif "disk is full" in lowered or getattr(exc, "errno", None) == errno.ENOSPC:
+        usage_error = False
         message = (
             f"Database {path} could not be written: the disk is full ({text}); free some "
             "space, then resume the export"
@@ -161,6 +165,9 @@ def database_error(path: Path, exc: BaseException, busy_timeout: float) -> Datab
         )
     else:
         message = f"Database {path} failed: {text}"
+        return DatabaseError(message)
+    if usage_error:
+        return InvalidDatabaseError(message)
     return DatabaseError(message)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 
 import pytest
@@ -171,3 +172,10 @@ def test_legacy_api_version_export(
     result = run_cli("export", STORE)
     assert result.exit_code == 0, result.stderr
     assert customer_ids(env.db_path) == expected_ids(sandbox)
+    with sqlite3.connect(env.db_path) as connection:
+        emails, phones, states = connection.execute(
+            "SELECT count(email), count(phone), count(email_marketing_state) FROM customers"
+        ).fetchone()
+    assert emails > 500
+    assert phones > 100
+    assert states > 500

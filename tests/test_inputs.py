@@ -94,13 +94,13 @@ def test_plain_http_to_remote_host_rejected(run_cli: Callable[..., Result], env:
 
 def test_db_path_is_folder(run_cli: Callable[..., Result], tmp_path: Path) -> None:
     result = run_cli("--db", str(tmp_path), "status", STORE)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "is a folder" in _single_error_line(result)
 
 
 def test_db_in_unwritable_place(run_cli: Callable[..., Result]) -> None:
     result = run_cli("--db", "/proc/no-such-folder/customers.db", "export", STORE)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "writable folder" in _single_error_line(result)
 
 
@@ -108,7 +108,7 @@ def test_db_not_sqlite(run_cli: Callable[..., Result], tmp_path: Path) -> None:
     path = tmp_path / "notes.db"
     path.write_text("these are my notes, not a database\n" * 100)
     result = run_cli("--db", str(path), "status", STORE)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "not a SQLite database" in _single_error_line(result)
     assert path.read_text().startswith("these are my notes")
 
@@ -122,7 +122,7 @@ def test_db_corrupt(run_cli: Callable[..., Result], env: Env) -> None:
     for suffix in ("-wal", "-shm"):
         Path(str(env.db_path) + suffix).unlink(missing_ok=True)
     result = run_cli("status", STORE)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     line = _single_error_line(result)
     assert str(env.db_path) in line
 
@@ -193,6 +193,92 @@ def test_disk_full_mid_export_is_resumable(
     assert len(customer_ids(env.db_path)) == 5000
     [job] = job_rows(env.db_path)
     assert job["processed_customers"] == 5000
+
+
+def test_read_commands_need_existing_database(
+    run_cli: Callable[..., Result], tmp_path: Path
+) -> None:
+    missing = tmp_path / "typo" / "customers.db"
+    for args in (["status", STORE], ["history", STORE], ["job", "export_x_1"], ["csv", STORE]):
+        result = run_cli("--db", str(missing), *args)
+        assert result.exit_code == 2, args
+        assert f"Database {missing} not found" in _single_error_line(result)
+    assert not missing.parent.exists()
+
+
+def test_csv_of_never_exported_store_exits_2(run_cli: Callable[..., Result]) -> None:
+    assert run_cli("export", STORE).exit_code == 0
+    result = run_cli("csv", "other-store")
+    assert result.exit_code == 2
+    assert "No export of other-store" in _single_error_line(result)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "abc", "0.5"])
+def test_invalid_timeout_exits_2(run_cli: Callable[..., Result], env: Env, value: str) -> None:
+    result = run_cli("export", STORE, "--timeout", value)
+    assert result.exit_code == 2
+    assert "--timeout" in result.stderr
+    assert not env.db_path.exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "-0.5", "1e400"])
+def test_invalid_retry_delay_exits_2(run_cli: Callable[..., Result], value: str) -> None:
+    result = run_cli("export", STORE, "--retry-delay", value)
+    assert result.exit_code == 2
+    assert "--retry-delay" in result.stderr
+
+
+def test_huge_history_limit_exits_2(run_cli: Callable[..., Result]) -> None:
+    result = run_cli("history", STORE, "--limit", "99999999999999999999999")
+    assert result.exit_code == 2
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("suffix", ["", "-wal", "-shm"])
+def test_csv_path_cannot_be_database(run_cli: Callable[..., Result], env: Env, suffix: str) -> None:
+    assert run_cli("export", STORE).exit_code == 0
+    target = f"{env.db_path}{suffix}"
+    result = run_cli("csv", STORE, "--csv-path", target)
+    assert result.exit_code == 2
+    assert "is the database" in result.stderr
+    assert run_cli("status", STORE, "--json").exit_code == 0
+
+
+@pytest.mark.parametrize("value", ["", "-", "/dev/null"])
+def test_csv_path_invalid_exits_2(run_cli: Callable[..., Result], value: str) -> None:
+    assert run_cli("export", STORE).exit_code == 0
+    result = run_cli("csv", STORE, "--csv-path", value)
+    assert result.exit_code == 2
+    assert "--csv-path" in result.stderr
+
+
+def test_long_store_handle_rejected(run_cli: Callable[..., Result]) -> None:
+    result = run_cli("export", "a" * 64)
+    assert result.exit_code == 2
+    assert "at most 63" in _single_error_line(result)
+
+
+@pytest.mark.parametrize("token", ["shpat_abc\x01def", "shpat abc", "shpat_\u00e9"])
+def test_invalid_token_exits_2(run_cli: Callable[..., Result], env: Env, token: str) -> None:
+    env.variables["SHOPIFY_ACCESS_TOKEN"] = token.encode().decode("unicode_escape")
+    result = run_cli("export", STORE)
+    assert result.exit_code == 2
+    assert "Invalid access token" in _single_error_line(result)
+
+
+def test_blank_db_path_exits_2(run_cli: Callable[..., Result]) -> None:
+    result = run_cli("--db", " ", "status", STORE)
+    assert result.exit_code == 2
+    assert "Invalid database path" in _single_error_line(result)
+
+
+def test_existing_database_made_private(run_cli: Callable[..., Result], env: Env) -> None:
+    assert run_cli("export", STORE).exit_code == 0
+    env.db_path.chmod(0o644)
+    result = run_cli("status", STORE)
+    assert result.exit_code == 0
+    assert env.db_path.stat().st_mode & 0o777 == 0o600
+    assert "mode 0600" in result.stderr
 
 
 def test_unknown_command_exits_2(run_cli: Callable[..., Result]) -> None:

@@ -199,6 +199,7 @@ def test_status_json_shape(run_cli: Callable[..., Result]) -> None:
 
 
 def test_status_of_unknown_store(run_cli: Callable[..., Result]) -> None:
+    assert run_cli("export", STORE).exit_code == 0
     result = run_cli("status", "never-exported", "--json")
     assert result.exit_code == 0
     payload = json.loads(result.stdout)
@@ -238,6 +239,7 @@ def test_job_command_json_and_table(run_cli: Callable[..., Result], env: Env) ->
 
 
 def test_job_command_unknown_id_exits_4(run_cli: Callable[..., Result]) -> None:
+    assert run_cli("export", STORE).exit_code == 0
     result = run_cli("job", "export_missing_1")
     assert result.exit_code == 4
     assert "not found" in result.stderr
@@ -301,3 +303,47 @@ def test_failed_export_writes_no_csv(
     assert not (env.db_path.parent / "exports").exists()
     [job] = job_rows(env.db_path)
     assert job["csv_file_path"] is None
+
+
+def test_resume_hint_repeats_db_and_sandbox(run_cli: Callable[..., Result], tmp_path: Path) -> None:
+    db = tmp_path / "elsewhere" / "my customers.db"
+    failing = run_cli(
+        "--db", str(db), "export", STORE, "--sandbox", "--timeout", "1", "--max-retries", "0"
+    )
+    assert failing.exit_code == 0, failing.stderr
+    with sqlite3.connect(db) as connection:
+        connection.execute("UPDATE export_jobs SET status = 'failed', completed_at = NULL")
+        connection.execute("UPDATE export_jobs SET last_cursor = 'x', last_customer_id = 1")
+    status = run_cli("--db", str(db), "status", STORE)
+    assert f"shopify-export --db '{db}' resume {STORE} --job-id" in status.stdout
+
+
+def test_resume_prefers_job_with_saved_position(
+    run_cli: Callable[..., Result],
+    env: Env,
+    sandbox_factory: Callable[..., SandboxServer],
+) -> None:
+    _fail_at_page(sandbox_factory, env, page=3)
+    assert run_cli("export", STORE, *FAST).exit_code == 1
+    _fail_at_page(sandbox_factory, env, page=1)
+    assert run_cli("export", STORE, *FAST).exit_code == 1
+    older, newer = job_rows(env.db_path)
+    assert newer["last_cursor"] is None
+    env.point_at(sandbox_factory(customers=1000))
+    resumed = run_cli("resume", STORE)
+    assert resumed.exit_code == 0, resumed.stderr
+    assert f"Resuming job {older['id']}" in resumed.stderr
+    assert len(customer_ids(env.db_path)) == 1000
+
+
+def test_symlinked_db_shares_lock(run_cli: Callable[..., Result], env: Env, tmp_path: Path) -> None:
+    assert run_cli("export", STORE).exit_code == 0
+    link = tmp_path / "link.db"
+    link.symlink_to(env.db_path)
+    lock = StoreLock(env.db_path, STORE)
+    assert lock.acquire() is None
+    try:
+        result = run_cli("--db", str(link), "export", STORE)
+    finally:
+        lock.release()
+    assert result.exit_code == 3

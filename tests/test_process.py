@@ -58,6 +58,8 @@ def test_signal_fails_job_resumably(
     _, stderr = process.communicate(timeout=30)
     assert process.returncode == exit_code
     assert f"Resume with: shopify-export resume {STORE} --job-id" in stderr
+    again = "press Ctrl-C again" if signal_number == signal.SIGINT else "send SIGTERM again"
+    assert again in stderr
     assert "Traceback" not in stderr
     [job] = job_rows(env.db_path)
     assert job["status"] == "failed"
@@ -167,3 +169,19 @@ def test_two_stores_export_at_once(env: Env, sandbox_factory: Callable[..., Sand
     assert second.returncode == 0, second_out[1]
     assert len(customer_ids(env.db_path, "store-one")) == 2000
     assert len(customer_ids(env.db_path, "store-two")) == 2000
+
+
+def test_interrupt_before_first_batch(
+    env: Env, sandbox_factory: Callable[..., SandboxServer]
+) -> None:
+    env.point_at(sandbox_factory(customers=1000, latency=3.0))
+    process = spawn_process(env, "export", STORE)
+    time.sleep(1.5)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert "before its first batch was saved" in stderr
+    assert "Resume with" not in stderr
+    [job] = job_rows(env.db_path)
+    assert job["status"] == "failed"
+    assert job["error"] == "Interrupted"
