@@ -46,6 +46,7 @@ from shopify_export.config import (
 )
 from shopify_export.errors import ApiError, InvalidCursorError
 from shopify_export.models import Page
+from shopify_export.page_json import PageDecoder
 from shopify_export.queries import (
     CONTACT_FIELDS,
     CUSTOMER_COUNT,
@@ -275,10 +276,14 @@ class _Bucket:
 
 @dataclass
 class _Response:
-    """The data of a successful request and the protected fields Shopify left out."""
+    """The data of a successful request and the protected fields Shopify left out.
+
+    ``node_texts`` holds the JSON text of each customer node, when the data has nodes.
+    """
 
     data: dict[str, Any]
     redacted: dict[str, str]
+    node_texts: list[str] | None = None
 
 
 class ShopifyClient:
@@ -311,6 +316,7 @@ class ShopifyClient:
         self._count_query = count_query(settings.api_version)
         self._client: Client | None = None
         self._transport: AIOHTTPTransport | None = None
+        self._decoder = PageDecoder()
         self._session: AsyncClientSession | None = None
         self._last_customer_id: int | None = None
         self._version_checked = False
@@ -324,6 +330,7 @@ class ShopifyClient:
                 "Accept": "application/json",
             },
             ssl=True,
+            json_deserialize=self._decoder.loads,
             client_session_args={
                 "raise_for_status": _raise_for_status,
                 "timeout": aiohttp.ClientTimeout(total=self._settings.request_timeout),
@@ -536,7 +543,7 @@ class ShopifyClient:
                 redacted = _redacted_fields(exc)
                 if redacted is not None and isinstance(exc.data, dict):
                     self._log_request(query, variables, "partial", started, extensions, waits)
-                    return _Response(exc.data, redacted)
+                    return _Response(exc.data, redacted, self._node_texts(exc.data))
                 failure = self._classify(exc, has_cursor)
             except AssertionError as exc:
                 # gql asserts that a result without errors has data; {"data": null} trips it.
@@ -555,7 +562,7 @@ class ShopifyClient:
                     self._log_request(query, variables, "ok", started, extensions, waits)
                     if not self._version_checked:
                         self._check_served_version()
-                    return _Response(result.data, {})
+                    return _Response(result.data, {}, self._node_texts(result.data))
                 failure = Failure(
                     FailureKind.TRANSIENT,
                     "a response without the expected data",
@@ -628,6 +635,12 @@ class ShopifyClient:
         if failure.error is not None and self._settings.token in str(failure.error):
             failure.error.args = (_scrub(str(failure.error), self._settings.token),)
         return failure
+
+    def _node_texts(self, data: Mapping[str, Any]) -> list[str] | None:
+        connection = data.get("customers")
+        if not isinstance(connection, Mapping):
+            return None
+        return self._decoder.texts_of(connection.get("nodes"))
 
     def _observe(self, query: Query, extensions: object) -> None:
         cost = extensions.get("cost") if isinstance(extensions, Mapping) else None
@@ -1081,6 +1094,7 @@ def _page_from(response: _Response, size: int) -> Page:
         has_next_page=bool(info.get("hasNextPage")),
         page_size=size,
         redacted=response.redacted,
+        node_texts=response.node_texts,
     )
 
 

@@ -123,13 +123,19 @@ def _flag(value: Any) -> int | None:
 
 
 def customer_row(
-    node: dict[str, Any], store_name: str, job_id: str, exported_at: str
+    node: dict[str, Any],
+    store_name: str,
+    job_id: str,
+    exported_at: str,
+    node_text: str | None = None,
 ) -> tuple[Any, ...]:
     """Build the customers row of ``node``, with values in the order of ``COLUMNS``.
 
     The node may have the 2025-04+ shape (``defaultEmailAddress``, ``defaultPhoneNumber``) or
     the older one (``email``, ``phone``, ``emailMarketingConsent``, ``smsMarketingConsent``).
     Any field may be null or absent, for example when protected customer data is withheld.
+    ``node_text``, the node's JSON text as received, becomes the ``data`` column; without it
+    the node is encoded again.
     """
     get = node.get
     gid = get("id")
@@ -191,7 +197,7 @@ def customer_row(
         address_get("countryCodeV2") or address_get("countryCode"),
         address_get("zip"),
         address_get("phone"),
-        _encode_json(node),
+        _encode_json(node) if node_text is None else node_text,
         job_id,
         exported_at,
     )

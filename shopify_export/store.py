@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from shopify_export import migrations
-from shopify_export.errors import DatabaseError, JobNotFoundError
+from shopify_export.errors import DatabaseError, InvalidDatabaseError, JobNotFoundError
 from shopify_export.migrations import database_error
 from shopify_export.models import Job, JobStatus
 from shopify_export.records import COLUMNS, customer_row, sanitized_row
@@ -120,9 +120,29 @@ def _folder_error(path: Path, folder: Path, exc: OSError) -> DatabaseError:
     reason = exc.strerror or str(exc)
     if isinstance(exc, (NotADirectoryError, FileExistsError)):
         reason = "a file is in the way of a folder on that path"
-    return DatabaseError(
+    return InvalidDatabaseError(
         f"Cannot create the folder {folder} for database {path}: {reason}; "
         "pass a --db path in a writable folder"
+    )
+
+
+def _make_private(path: Path, mode: int) -> None:
+    """Make an existing database and its WAL files readable and writable by the owner only."""
+    if not stat.S_IMODE(mode) & 0o077:
+        return
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        try:
+            os.chmod(file, 0o600)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("Could not make %s private (mode 0600): %s", file, exc.strerror)
+            return
+    log.warning(
+        "Database %s was readable by other users (mode %o); it now has mode 0600 because it "
+        "holds customers' personal data",
+        path,
+        stat.S_IMODE(mode),
     )
 
 
@@ -170,7 +190,9 @@ class Database:
         """
         path = Path(path)
         if path.is_dir():
-            raise DatabaseError(f"Database path {path} is a folder: pass a file path with --db")
+            raise InvalidDatabaseError(
+                f"Database path {path} is a folder: pass a file path with --db"
+            )
         try:
             create_folders(path.parent)
         except OSError as exc:
@@ -179,12 +201,15 @@ class Database:
             _create_file(path)
             mode = path.stat().st_mode
         except OSError as exc:
-            raise DatabaseError(
+            raise InvalidDatabaseError(
                 f"Cannot create database {path}: {exc.strerror or exc}; pass a --db path in a "
                 "writable folder"
             ) from exc
         if not stat.S_ISREG(mode):
-            raise DatabaseError(f"Database path {path} is not a regular file: pass a file path")
+            raise InvalidDatabaseError(
+                f"Database path {path} is not a regular file: pass a file path with --db"
+            )
+        _make_private(path, mode)
 
         try:
             conn = sqlite3.connect(
@@ -380,13 +405,15 @@ class Database:
         nodes: list[dict[str, Any]],
         end_cursor: str | None,
         page_size: int,
+        node_texts: Sequence[str] | None = None,
     ) -> int:
         """Store a page of customers and the job's new position in one transaction.
 
         Each customer replaces its earlier row, if any. The job's processed count grows by
         ``len(nodes)``, its cursor becomes ``end_cursor`` and its last customer id becomes the
         highest legacy id of ``nodes`` (unchanged when ``nodes`` is empty). Either all of that
-        is committed or none of it.
+        is committed or none of it. ``node_texts``, the JSON text of each node as received,
+        saves encoding the nodes again for the ``data`` column.
 
         Returns:
             The job's processed count after this batch.
@@ -396,7 +423,13 @@ class Database:
             DatabaseError: when SQLite fails (disk full, locked, I/O); nothing is saved.
         """
         exported_at = _now()
-        rows = [customer_row(node, store_name, job_id, exported_at) for node in nodes]
+        if node_texts is None:
+            rows = [customer_row(node, store_name, job_id, exported_at) for node in nodes]
+        else:
+            rows = [
+                customer_row(node, store_name, job_id, exported_at, text)
+                for node, text in zip(nodes, node_texts, strict=True)
+            ]
         last_customer_id = max((row[2] for row in rows if row[2] is not None), default=None)
 
         with self._write() as conn:
