@@ -278,7 +278,7 @@ class _Bucket:
 class _Response:
     """The data of a successful request and the protected fields Shopify left out.
 
-    ``node_texts`` holds the JSON text of each customer node, when the data has nodes.
+    ``node_texts`` contains the JSON text of each customer node, when the data has nodes.
     """
 
     data: dict[str, Any]
@@ -602,8 +602,9 @@ class ShopifyClient:
             if transient_failures > self._settings.max_retries:
                 raise ApiError(
                     _scrub(
-                        f"Shopify request failed {transient_failures} times in a row, last "
-                        f"with {failure.description}{_request_id_suffix(failure.request_id)}",
+                        f"Shopify request failed {_times(transient_failures)} in a row, last "
+                        f"with {failure.description}"
+                        f"{_request_id_suffix(failure.request_id, failure.description)}",
                         self._settings.token,
                     ),
                     retryable=True,
@@ -615,7 +616,8 @@ class ShopifyClient:
             self._notice(
                 _scrub(
                     f"Shopify request failed with {failure.description}"
-                    f"{_request_id_suffix(failure.request_id)}; retry {transient_failures} of "
+                    f"{_request_id_suffix(failure.request_id, failure.description)}; "
+                    f"retry {transient_failures} of "
                     f"{self._settings.max_retries} in {_seconds(delay)}",
                     self._settings.token,
                 )
@@ -691,8 +693,7 @@ class ShopifyClient:
         if self._on_notice is None:
             log.warning("%s", message)
         else:
-            # The caller shows the notice; the debug log keeps it in sequence with requests.
-            log.debug("%s", message)
+            # The caller shows the notice on stderr, so logging it as well would print it twice.
             self._on_notice(message)
 
     def _log_request(
@@ -723,7 +724,7 @@ class ShopifyClient:
             outcome,
             elapsed_ms,
             cost.get("requestedQueryCost", "-"),
-            cost.get("actualQueryCost", "-"),
+            "-" if cost.get("actualQueryCost") is None else cost["actualQueryCost"],
             status.get("currentlyAvailable", "-"),
             status.get("maximumAvailable", "-"),
             status.get("restoreRate", "-"),
@@ -882,7 +883,7 @@ def _classify_status(
     elif status == 404:
         guidance = (
             f"Shopify found no store or API version at {api_url} ({summary}): check the store "
-            f"name and SHOPIFY_API_VERSION (now {api_version}, e.g. {DEFAULT_API_VERSION})"
+            f"name and SHOPIFY_API_VERSION ({_version_hint(api_version)})"
         )
     elif status == 423:
         guidance = (
@@ -1188,8 +1189,21 @@ def _scrub(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
 
 
-def _request_id_suffix(request_id: str | None) -> str:
-    return f" (request id {request_id})" if request_id else ""
+def _request_id_suffix(request_id: str | None, text: str = "") -> str:
+    """Return " (request id X)", or nothing when ``text`` already names that id."""
+    if not request_id or request_id in text:
+        return ""
+    return f" (request id {request_id})"
+
+
+def _times(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"
+
+
+def _version_hint(api_version: str) -> str:
+    if api_version == DEFAULT_API_VERSION:
+        return f"now {api_version}"
+    return f"now {api_version}; the default is {DEFAULT_API_VERSION}"
 
 
 def _host(url: str) -> str:

@@ -8,6 +8,7 @@ line stays synchronous.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 import signal
@@ -231,8 +232,7 @@ class ExportRunner:
             self.reporter.summary(f"Interrupted. Resume with: {self.resume_hint(job_id)}")
 
     async def _fetch_and_save(self, job: Job) -> int:
-        # Imported here: with gql, graphql-core and aiohttp, the client takes about 0.6 s of
-        # CPU to import (Python 3.11, 2-core VM), which csv, status, history and job skip.
+        # Imported here, not at module level: see run_export.
         from shopify_export.client import ShopifyClient
 
         async with ShopifyClient(
@@ -339,6 +339,10 @@ def run_export(
         InterruptedExport: on SIGINT/SIGTERM; the job is failed with a resumable cursor.
         ShopifyExportError: when the export fails; the job is marked failed first.
     """
+    # With gql, graphql-core and aiohttp, the client takes about 0.6 s of CPU to import
+    # (Python 3.11, 2-core VM). The commands that never call Shopify (csv, status, history,
+    # job) skip it, and an export imports it here, before its job and its timing start.
+    importlib.import_module("shopify_export.client")
     store_name = settings.store_name
     lock = StoreLock(db_path, store_name)
     holder = lock.acquire()

@@ -342,7 +342,8 @@ def _apply(conn: sqlite3.Connection, plan: _Plan) -> list[str]:
     if plan.add_customer_key:
         removed = _add_customer_key(conn)
         changes.append(
-            f"customers: added a unique key on (store_name, id), removing {removed} duplicate rows"
+            f"customers: added a unique key on (store_name, id), removing {removed} duplicate "
+            + ("row" if removed == 1 else "rows")
         )
 
     for name in plan.create_indexes:

@@ -69,7 +69,7 @@ class Page:
 
     ``nodes`` are the customer objects exactly as received. ``redacted`` maps each field that
     Shopify returned as null because of protected customer data rules to its error message.
-    ``node_texts``, when set, holds the JSON text of each node as received, in the same order.
+    ``node_texts``, when set, contains the JSON text of each node as received, in the same order.
     """
 
     nodes: list[dict[str, Any]]

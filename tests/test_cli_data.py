@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +18,16 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # Columns whose excel cells start with an apostrophe whatever they hold, so that a spreadsheet
 # keeps them as text (leading zeros of zips, the + of phone numbers, long ids).
 TEXT_COLUMNS = {"Customer ID", "Default Address Zip", "Default Address Phone", "Phone"}
+
+
+def _as_csv_text(value: str | None) -> str:
+    """Return what the plain dialect writes for a stored text value."""
+    if value is None:
+        return ""
+    if sys.version_info < (3, 11):
+        # Python 3.10's csv module cannot write NUL; the writer puts U+FFFD in its place.
+        return value.replace("\x00", "\ufffd")
+    return value
 
 
 def _read_csv(path: Path, encoding: str) -> list[dict[str, str]]:
@@ -66,9 +77,9 @@ def test_plain_csv_reads_back_database_values(
     assert len(rows) == len(stored) == 1000
     for row, (legacy_id, first, last, note, zip_code) in zip(rows, stored, strict=True):
         assert row["Customer ID"] == str(legacy_id)
-        assert row["First Name"] == (first or "")
-        assert row["Last Name"] == (last or "")
-        assert row["Note"] == (note or "")
+        assert row["First Name"] == _as_csv_text(first)
+        assert row["Last Name"] == _as_csv_text(last)
+        assert row["Note"] == _as_csv_text(note)
         assert row["Default Address Zip"] == (zip_code or "")
         assert "None" not in (row["First Name"], row["Note"])
 

@@ -368,7 +368,7 @@ def test_customers_without_key(tmp_path: Path) -> None:
 
     result = run_migrate("--db", str(path))
     assert result.returncode == 0, result.stderr
-    assert "removing 1 duplicate rows" in result.stdout
+    assert "removing 1 duplicate row\n" in result.stdout
     assert table_rows(path, "customers", "id, email") == [
         ("gid://shopify/Customer/1", "second@example.com"),
         ("gid://shopify/Customer/2", "two@example.com"),

@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 
+from shopify_export.client import ShopifyClient
+from shopify_export.config import ConnectionSettings
 from shopify_export.page_json import PageDecoder
+from shopify_export.sandbox import SandboxConfig, SandboxServer
 from shopify_export.store import Database
 
 NODES = [
@@ -148,10 +151,6 @@ def test_save_batch_stores_node_text(tmp_path: Path) -> None:
 
 
 def test_client_pages_carry_node_texts() -> None:
-    from shopify_export.client import ShopifyClient
-    from shopify_export.config import ConnectionSettings
-    from shopify_export.sandbox import SandboxConfig, SandboxServer
-
     async def collect(server: SandboxServer) -> list[Any]:
         settings = ConnectionSettings(
             store_name="shop", api_url=server.url(), token=server.token, api_version="2026-04"
