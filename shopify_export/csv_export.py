@@ -181,6 +181,12 @@ def _excel_row(row: Any) -> list[Any]:
     return values
 
 
+def _excel_row_without_nul(row: Any) -> list[Any]:
+    return [
+        value.replace(_NUL, "") if isinstance(value, str) else value for value in _excel_row(row)
+    ]
+
+
 def _plain_row_without_nul(row: Any) -> tuple[Any, ...]:
     return tuple(
         value.replace(_NUL, "\ufffd") if isinstance(value, str) else value
@@ -311,7 +317,9 @@ def _write_file(db: Database, store_name: str, fd: int, dialect: str) -> int:
     excel = dialect == "excel"
     convert: Callable[[Any], Sequence[Any]]
     if excel:
-        convert = _excel_row
+        # The excel dialect drops NUL characters; before Python 3.11 the csv module cannot
+        # write them at all, so they go before the writer sees them.
+        convert = _excel_row if _CSV_WRITES_NUL else _excel_row_without_nul
     elif _CSV_WRITES_NUL:
         convert = _plain_row
     else:

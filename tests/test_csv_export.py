@@ -122,6 +122,15 @@ def test_only_the_store_in_id_order(db: Database, tmp_path: Path) -> None:
     assert [row["Customer ID"] for row in by_header(read_csv(path))] == ["9", "10", str(2**60)]
 
 
+def _as_written(value: str | None) -> str:
+    """Return the plain dialect's cell for a stored value (Python 3.10 cannot write NUL)."""
+    if value is None:
+        return ""
+    if sys.version_info < (3, 11):
+        return value.replace("\x00", "\ufffd")
+    return value
+
+
 def test_plain_round_trip_hostile_values(db: Database, tmp_path: Path) -> None:
     note = '64 KB note, "quoted",\r\nwith lines 😀 \x00\n' * 2000
     nodes = [
@@ -159,8 +168,8 @@ def test_plain_round_trip_hostile_values(db: Database, tmp_path: Path) -> None:
     ]
     for row, customer in zip(rows, stored, strict=True):
         for header, column in pairs:
-            assert row[header] == (customer[column] or ""), (header, customer["id"])
-    assert rows[-1]["Note"] == note
+            assert row[header] == _as_written(customer[column]), (header, customer["id"])
+    assert rows[-1]["Note"] == _as_written(note)
     assert len(rows[-1]["Note"]) > 64 * 1024
     assert rows[-1]["Tags"].count(", ") == 249
 
