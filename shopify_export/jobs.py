@@ -40,7 +40,7 @@ _PASSES_TO_SEND_REQUEST = 3
 
 @dataclass(frozen=True)
 class CsvRequest:
-    """Where and how to write the CSV once the export completes."""
+    """The path and dialect of the CSV written once the export completes."""
 
     path: Path
     dialect: str

@@ -64,7 +64,7 @@ OLD_NODE = {
 
 
 def make_old_database(path: Path) -> None:
-    """A database as the earlier version left it: SPEC columns only, user_version 0."""
+    """A database as the earlier version left it: the required columns only, user_version 0."""
     conn = sqlite3.connect(path)
     conn.execute(OLD_JOBS)
     conn.execute(OLD_CUSTOMERS)
