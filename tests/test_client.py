@@ -14,14 +14,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from shopify_export.client import (
-    MAX_THROTTLED_RETRIES,
-    PACING_MARGIN,
-    ShopifyClient,
-    UnsupportedFieldError,
-)
+from shopify_export.client import MAX_THROTTLED_RETRIES, PACING_MARGIN, ShopifyClient
 from shopify_export.config import ConnectionSettings
 from shopify_export.errors import ApiError, InvalidCursorError
+from shopify_export.failures import UnsupportedFieldError
 from shopify_export.models import Page
 
 TOKEN = "shpat_test_secret_0123456789abcdef"
