@@ -86,13 +86,17 @@ class AppContext:
         finally:
             db.close()
 
+    def command(self, text: str) -> str:
+        """Add this run's ``--db`` to every ``shopify-export`` command quoted in ``text``."""
+        if self.db_option is None:
+            return text
+        return text.replace(
+            "shopify-export ", f"shopify-export --db {shlex.quote(self.db_option)} "
+        )
+
     def resume_hint(self, store_name: str, job_id: str, *, sandbox: bool = False) -> str:
         """Return the command that resumes ``job_id`` with this run's --db and --sandbox."""
-        command = resume_command(store_name, job_id)
-        if self.db_option is not None:
-            command = command.replace(
-                "shopify-export ", f"shopify-export --db {shlex.quote(self.db_option)} ", 1
-            )
+        command = self.command(resume_command(store_name, job_id))
         return command + (" --sandbox" if sandbox else "")
 
 
@@ -118,7 +122,12 @@ class ExportGroup(click.Group):
             raise
         except ShopifyExportError as error:
             _print_traceback_if_verbose(ctx)
-            raise _CommandError(_one_line(str(error)), int(error.exit_status)) from error
+            app = ctx.find_object(AppContext)
+            message = _one_line(str(error))
+            if app is not None:
+                # Hints in the message repeat --db, so that pasting them acts on this database.
+                message = app.command(message)
+            raise _CommandError(message, int(error.exit_status)) from error
         except KeyboardInterrupt:
             raise _CommandError("Interrupted", int(ExitStatus.SIGINT)) from None
         except Exception as error:
@@ -185,6 +194,8 @@ _log_handler: logging.Handler | None = None
 
 def _configure_logging(verbose: bool, quiet: bool) -> None:
     global _log_handler
+    # A closed stderr (a pipe into a tool that exited) must not stop an export.
+    logging.raiseExceptions = False
     handler = logging.StreamHandler(sys.stderr)
     if verbose:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -249,13 +260,27 @@ def _check_csv_path(ctx: click.Context, param: click.Parameter, value: Path | No
     if value is None:
         return None
     text = str(value)
-    if not text.strip() or text == "-":
+    if not text.strip() or text in ("-", "."):
         raise click.BadParameter(
             f"invalid CSV path {text!r}: pass a file path such as customers.csv", ctx, param
+        )
+    if value.is_dir():
+        raise click.BadParameter(
+            f"{text} is a folder: pass a file path such as {value / 'customers.csv'}", ctx, param
         )
     if value.exists() and not value.is_file():
         raise click.BadParameter(
             f"{text} is not a regular file: pass the path of a new or existing CSV file",
+            ctx,
+            param,
+        )
+    # Checked now, not after an export of hours: the nearest existing folder must be writable.
+    folder = value.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise click.BadParameter(
+            f"cannot write {text}: {folder} is not a writable folder; pass another CSV path",
             ctx,
             param,
         )
@@ -282,7 +307,7 @@ def _csv_options(function: F) -> F:
     )(function)
     function = click.option(
         "--csv-path",
-        type=click.Path(dir_okay=False, path_type=Path),
+        type=click.Path(path_type=Path),
         callback=_check_csv_path,
         help="CSV file to write  [default: a file in exports/ beside the database]",
     )(function)
@@ -319,8 +344,8 @@ def _export_options(function: F) -> F:
     function = click.option(
         "--csv/--no-csv",
         "write_csv_file",
-        default=False,
-        help="Write a CSV once the export completes",
+        default=None,
+        help="Write a CSV once the export completes  [default: only with --csv-path]",
     )(function)
     return _csv_options(function)
 
@@ -376,7 +401,7 @@ def _run(
     *,
     resume: bool,
     job_id: str | None,
-    write_csv_file: bool,
+    write_csv_file: bool | None,
     csv_path: Path | None,
     csv_dialect: str,
     sandbox: bool,
@@ -384,8 +409,10 @@ def _run(
     timeout: float,
     retry_delay: float,
 ) -> None:
-    if csv_path is not None and not write_csv_file:
-        write_csv_file = True
+    if write_csv_file is False and csv_path is not None:
+        raise click.UsageError("--no-csv and --csv-path contradict each other: drop one of them")
+    if write_csv_file is None:
+        write_csv_file = csv_path is not None
     reporter = make_reporter(quiet=app.quiet)
     with (
         _connection(store, sandbox, timeout, max_retries, retry_delay) as settings,
@@ -412,7 +439,7 @@ def _run(
             else:
                 reporter.summary(
                     "Export interrupted before its first batch was saved; start it again "
-                    "with: shopify-export export " + store
+                    "with: " + app.command(f"shopify-export export {store}")
                 )
             raise _CommandError("Interrupted", int(interrupted.exit_status)) from None
         except CsvError as error:
@@ -420,7 +447,7 @@ def _run(
             if completed is None or completed.status is not JobStatus.COMPLETED:
                 raise
             raise CsvError(
-                f"Export {completed.id} completed, but writing the CSV failed: {error} Write "
+                f"Export {completed.id} completed, but writing the CSV failed ({error}); write "
                 f"it again with: shopify-export csv {store} --csv-path PATH"
             ) from error
         except ShopifyExportError as error:
@@ -522,10 +549,26 @@ def _echo_json(payload: dict[str, Any]) -> None:
     click.echo(json.dumps(payload, indent=2, ensure_ascii=False))
 
 
+class _StdoutConsole(Console):
+    """Tables on stdout; off a terminal, lines carry no trailing padding and no colour codes."""
+
+    def __init__(self) -> None:
+        self._plain = not sys.stdout.isatty()
+        # Off a terminal Rich would fold tables to 80 columns, cutting job ids and paths apart.
+        super().__init__(width=200 if self._plain else None)
+
+    def print(self, *objects: Any, **options: Any) -> None:
+        if not self._plain:
+            super().print(*objects, **options)
+            return
+        with self.capture() as capture:
+            super().print(*objects, **options)
+        lines = capture.get().split("\n")
+        click.echo("\n".join(line.rstrip() for line in lines), nl=False)
+
+
 def _stdout_console() -> Console:
-    # Off a terminal Rich would fold tables to 80 columns, cutting job ids and paths apart.
-    width = None if sys.stdout.isatty() else 200
-    return Console(width=width)
+    return _StdoutConsole()
 
 
 @cli.command()

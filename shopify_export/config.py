@@ -169,7 +169,8 @@ def database_path(option: str | os.PathLike[str] | None, env: dict[str, str] | N
         value, source = env[DB_ENV], DB_ENV
     else:
         return DEFAULT_DB_PATH
-    if not value.strip() or value != value.strip() or "\x00" in value:
+    # SQLite opens ":memory:" as a database that vanishes with the process.
+    if not value.strip() or value != value.strip() or "\x00" in value or value == ":memory:":
         raise ConfigError(
             f"Invalid database path {value!r} in {source}: pass a file path such as "
             f"{DEFAULT_DB_PATH}"

@@ -110,10 +110,18 @@ class PlainReporter:
     def __init__(self, stream: IO[str] | None = None, *, quiet: bool = False) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.quiet = quiet
+        self._closed = False
 
     def _write(self, line: str) -> None:
-        self.stream.write(line + "\n")
-        self.stream.flush()
+        if self._closed:
+            return
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except (BrokenPipeError, ValueError):
+            # The reader of stderr has gone (a pipe into a tool that exited): progress lines
+            # are dropped, and the export goes on and records its outcome in the job.
+            self._closed = True
 
     def start(self, description: str, total: int | None, completed: int) -> None:
         if not self.quiet:

@@ -300,3 +300,65 @@ def test_help_for_every_command(run_cli: Callable[..., Result]) -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for command in ("export", "resume", "csv", "status", "history", "job", "sandbox serve"):
         assert f"  {command} " in readme or f"`{command}" in readme
+
+
+def test_memory_database_rejected(run_cli: Callable[..., Result], tmp_path: Path) -> None:
+    result = run_cli("--db", ":memory:", "export", STORE)
+    assert result.exit_code == 2
+    assert "Invalid database path ':memory:'" in _single_error_line(result)
+
+
+def test_error_hints_repeat_db(run_cli: Callable[..., Result], tmp_path: Path) -> None:
+    db = tmp_path / "other.db"
+    assert run_cli("--db", str(db), "export", STORE).exit_code == 0
+    result = run_cli("--db", str(db), "resume", STORE)
+    assert result.exit_code == 4
+    assert f"shopify-export --db {db} export {STORE}" in _single_error_line(result)
+
+
+def test_csv_path_checked_before_export(
+    run_cli: Callable[..., Result], env: Env, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    result = run_cli("export", STORE, "--csv-path", str(blocker / "x.csv"))
+    assert result.exit_code == 2
+    assert "not a writable folder" in result.stderr
+    assert not env.db_path.exists()
+
+
+def test_csv_path_folder_says_what_to_do(run_cli: Callable[..., Result], tmp_path: Path) -> None:
+    result = run_cli("export", STORE, "--csv-path", str(tmp_path))
+    assert result.exit_code == 2
+    assert "is a folder: pass a file path such as" in result.stderr
+
+
+def test_no_csv_with_csv_path_exits_2(run_cli: Callable[..., Result], tmp_path: Path) -> None:
+    target = tmp_path / "x.csv"
+    result = run_cli("export", STORE, "--no-csv", "--csv-path", str(target))
+    assert result.exit_code == 2
+    assert "contradict" in result.stderr
+    assert not target.exists()
+
+
+def test_closed_stderr_does_not_stop_export(env: Env, sandbox: SandboxServer) -> None:
+    # stderr goes into a pipe whose reader exits after the first line.
+    export = subprocess.Popen(
+        [sys.executable, "-m", "shopify_export", "export", STORE],
+        env=env.process_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert export.stderr is not None
+    export.stderr.readline()
+    export.stderr.close()
+    assert export.wait(timeout=60) == 0
+    assert len(customer_ids(env.db_path)) == 1000
+
+
+def test_tables_have_no_trailing_spaces(run_cli: Callable[..., Result]) -> None:
+    assert run_cli("export", STORE).exit_code == 0
+    for args in (["status", STORE], ["history", STORE]):
+        output = run_cli(*args).stdout
+        assert output.strip()
+        assert all(line == line.rstrip() for line in output.splitlines()), args
