@@ -531,10 +531,8 @@ def test_fault_drop_connection(start: Any) -> None:
 def test_fault_hang_times_out(start: Any) -> None:
     server = start(customers=300, faults=[Fault("hang")], hang_seconds=0.6)
     client = Client(server.url(), timeout=0.2)
-    started = time.monotonic()
     with pytest.raises((socket.timeout, TimeoutError)):
         client.post(PAGE, {"first": 10})
-    assert time.monotonic() - started < 0.5
     client.close()
     assert "data" in Client(server.url()).query(PAGE, {"first": 10})
     assert server.stats.customer_pages == 1
