@@ -274,6 +274,7 @@ def _check_csv_path(ctx: click.Context, param: click.Parameter, value: Path | No
             ctx,
             param,
         )
+
     # Checked now, not after an export of hours: the nearest existing folder must be writable.
     folder = value.absolute().parent
     while not folder.exists():
@@ -284,6 +285,7 @@ def _check_csv_path(ctx: click.Context, param: click.Parameter, value: Path | No
             ctx,
             param,
         )
+
     app = ctx.find_object(AppContext)
     if app is not None:
         database = app.db_path.absolute()

@@ -112,7 +112,7 @@ def shopify_api_url(store_name: str, api_version: str) -> str:
 
 @dataclass(frozen=True)
 class ConnectionSettings:
-    """Where and how to reach the Admin GraphQL API."""
+    """Endpoint, token and request limits for the Admin GraphQL API."""
 
     store_name: str
     api_url: str
@@ -126,7 +126,8 @@ class ConnectionSettings:
     retry_max_delay: float = 60.0
 
     def __repr__(self) -> str:
-        # The token never appears in a repr, so it cannot leak through a log or a traceback.
+        # The repr leaves the token out, so logging these settings or a traceback that shows them
+        # does not reveal it.
         return (
             f"ConnectionSettings(store_name={self.store_name!r}, api_url={self.api_url!r}, "
             f"api_version={self.api_version!r}, token='***')"
@@ -137,7 +138,7 @@ def connection_from_env(store_name: str, env: dict[str, str] | None = None) -> C
     """Build the connection settings of ``store_name`` from the environment.
 
     Raises:
-        ConfigError: when the token is missing or a variable holds an invalid value.
+        ConfigError: when the token is missing or a variable contains an invalid value.
     """
     env = dict(os.environ) if env is None else env
     api_version = parse_api_version(env.get(API_VERSION_ENV) or DEFAULT_API_VERSION)

@@ -88,7 +88,7 @@ class StoreLock:
 
 
 def current_holder(db_path: Path, store_name: str) -> LockHolder | None:
-    """Return the process exporting ``store_name`` right now, or None when nobody is."""
+    """Return the process exporting ``store_name`` right now, or None when no process is."""
     path = lock_path(db_path, store_name)
     if not path.exists():
         return None

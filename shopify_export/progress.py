@@ -21,7 +21,7 @@ from rich.text import Text
 
 
 class Reporter(Protocol):
-    """What the job runner tells the person or the script watching an export."""
+    """Progress output of the job runner, for the person or the script watching an export."""
 
     def start(self, description: str, total: int | None, completed: int) -> None:
         """Begin showing progress; ``total`` is None while the store's count is unknown."""
