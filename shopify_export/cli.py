@@ -289,8 +289,10 @@ def _check_csv_path(ctx: click.Context, param: click.Parameter, value: Path | No
     app = ctx.find_object(AppContext)
     if app is not None:
         database = app.db_path.absolute()
-        taken = {Path(f"{database}{suffix}") for suffix in ("", "-wal", "-shm", "-journal")}
-        if value.absolute() in taken or (
+        database_files = {
+            Path(f"{database}{suffix}") for suffix in ("", "-wal", "-shm", "-journal")
+        }
+        if value.absolute() in database_files or (
             value.exists() and database.exists() and value.resolve() == database.resolve()
         ):
             raise click.BadParameter(
@@ -585,6 +587,7 @@ def status(app: AppContext, store: str, as_json: bool) -> None:
         count = db.customer_count(store)
     if latest is not None:
         _job_for_display(latest, app.db_path)
+
     if as_json:
         _echo_json(
             {
@@ -595,18 +598,22 @@ def status(app: AppContext, store: str, as_json: bool) -> None:
             }
         )
         return
+
     table = Table(show_header=False, box=None, padding=(0, 2))
     table.add_row("Store", store)
     table.add_row("Customers in database", f"{count:,}")
     if holder is not None:
-        who = f"yes: job {holder.job_id or '?'} in process {holder.pid or '?'}"
-        table.add_row("Exporting now", who)
+        running = f"yes: job {holder.job_id or '?'} in process {holder.pid or '?'}"
+        table.add_row("Exporting now", running)
     else:
         table.add_row("Exporting now", "no")
+
     console = _stdout_console()
     console.print(table)
     if latest is None:
-        console.print(f"No export jobs yet. Start one with: shopify-export export {store}")
+        console.print(
+            app.command(f"No export jobs yet. Start one with: shopify-export export {store}")
+        )
         return
     console.print()
     console.print(_job_table(latest, app))

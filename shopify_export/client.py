@@ -60,6 +60,7 @@ from shopify_export.queries import (
     count_query,
     customers_query,
 )
+from shopify_export.records import legacy_id
 
 log = logging.getLogger(__name__)
 
@@ -672,10 +673,7 @@ def _customer_id(node: Mapping[str, Any]) -> int | None:
     """Return the numeric id of a customer node from legacyResourceId or its GID."""
     value = node.get("legacyResourceId")
     if value is None:
-        gid = node.get("id")
-        if not isinstance(gid, str):
-            return None
-        value = gid.rpartition("/")[2].partition("?")[0]
+        return legacy_id(node.get("id"))
     try:
         return int(value)
     except (TypeError, ValueError):

@@ -70,7 +70,8 @@ def has_default_email_fields(api_version: str) -> bool:
     return api_version == "unstable" or api_version >= _FIRST_DEFAULT_EMAIL_VERSION
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is ``localhost`` or a loopback IP address."""
     if host == "localhost":
         return True
     try:
@@ -97,7 +98,7 @@ def check_api_url(url: str) -> str:
         )
     if parts.username or parts.password:
         raise ConfigError(f"Invalid {API_URL_ENV}: remove the user name and password from the URL")
-    if parts.scheme == "http" and not _is_loopback(host):
+    if parts.scheme == "http" and not is_loopback(host):
         raise ConfigError(
             f"Invalid {API_URL_ENV} {url!r}: plain http:// is allowed only for loopback hosts "
             "(localhost, 127.0.0.1, ::1); use https://"

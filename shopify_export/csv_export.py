@@ -317,8 +317,8 @@ def _write_file(db: Database, store_name: str, fd: int, dialect: str) -> int:
     excel = dialect == "excel"
     convert: Callable[[Any], Sequence[Any]]
     if excel:
-        # The excel dialect drops NUL characters; before Python 3.11 the csv module cannot
-        # write them at all, so they go before the writer sees them.
+        # The excel dialect drops NUL characters. Before Python 3.11 the csv module cannot
+        # write them at all, so they are removed before the rows reach the writer.
         convert = _excel_row if _CSV_WRITES_NUL else _excel_row_without_nul
     elif _CSV_WRITES_NUL:
         convert = _plain_row

@@ -2,7 +2,7 @@
 
 ``classify_failure`` is the one place that decides what the client does after a failed
 request: wait for the leaky bucket, retry with back-off, or raise an ApiError whose message
-says what to fix (token, scope, store name, API version).
+states what to fix (token, scope, store name, API version).
 """
 
 from __future__ import annotations

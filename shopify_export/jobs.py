@@ -103,8 +103,8 @@ def fail_stale_jobs(db: Database, store_name: str) -> None:
     """
     for job in db.list_jobs(store_name, limit=1_000_000):
         if job.status is JobStatus.IN_PROGRESS:
-            who = f" (PID {job.pid})" if job.pid else ""
-            db.mark_failed(job.id, f"The process that ran this export{who} ended unexpectedly")
+            process = f" (PID {job.pid})" if job.pid else ""
+            db.mark_failed(job.id, f"The process that ran this export{process} ended unexpectedly")
             log.info("Marked stale job %s as failed", job.id)
 
 
@@ -153,10 +153,10 @@ def choose_job_to_resume(db: Database, store_name: str, job_id: str | None) -> J
 
 def _describe_holder(db: Database, store_name: str, pid: int | None, job_id: str | None) -> str:
     job = db.get_job(job_id) if job_id else None
-    what = f"job {job.id}" if job else "an export"
-    who = f" in process {pid}" if pid else ""
+    running = f"job {job.id}" if job else "an export"
+    process = f" in process {pid}" if pid else ""
     return (
-        f"Export already in progress for this store: {what} is running{who}. "
+        f"Export already in progress for this store: {running} is running{process}. "
         f"Wait for it to finish, or see it with: shopify-export status {store_name}"
     )
 

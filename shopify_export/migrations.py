@@ -228,12 +228,12 @@ def _plan(conn: sqlite3.Connection) -> _Plan:
         )
 
     plan = _Plan(version=version)
-    for table, wanted in (("export_jobs", JOB_COLUMNS), ("customers", CUSTOMER_COLUMNS)):
+    for table, expected_columns in (("export_jobs", JOB_COLUMNS), ("customers", CUSTOMER_COLUMNS)):
         if table not in tables:
             plan.create_tables.append(table)
             continue
         present = set(_table_columns(conn, table))
-        missing = [name for name in wanted if name not in present]
+        missing = [name for name in expected_columns if name not in present]
         if missing:
             plan.add_columns[table] = missing
     if "customers" in tables and not _has_customer_key(conn):

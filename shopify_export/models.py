@@ -34,7 +34,7 @@ class Job:
     page_size: int | None = None
     pid: int | None = None
     updated_at: str | None = None
-    # True for an in_progress job whose process has ended (nobody holds the store's lock).
+    # True for an in_progress job whose process has ended (no process holds the store's lock).
     # Not stored: it is worked out when the job is shown.
     stale: bool = False
 

@@ -105,6 +105,7 @@ def test_kill_9_at_many_points_loses_nothing(
     chooser = random.Random(7)
     kills = 0
     command = "export"
+
     for _ in range(14):
         process = spawn_process(env, command, STORE)
         try:
@@ -122,6 +123,7 @@ def test_kill_9_at_many_points_loses_nothing(
         assert rows == processed, f"after kill {kills}: {rows} rows, processed {processed}"
         if rows == 6000:
             break
+
     assert kills >= 5
     final = run_process(env, "resume", STORE)
     if final.returncode == 4:

@@ -180,6 +180,7 @@ def untrusted_https(tmp_path: Path) -> Iterator[str]:
     """An HTTPS server on 127.0.0.1 with a self-signed certificate."""
     if shutil.which("openssl") is None:
         pytest.skip("openssl is needed to make a self-signed certificate")
+
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(
         [
@@ -201,12 +202,14 @@ def untrusted_https(tmp_path: Path) -> Iterator[str]:
         check=True,
         capture_output=True,
     )
+
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+
     yield f"https://127.0.0.1:{server.server_address[1]}/admin/api/2026-04/graphql.json"
     server.shutdown()
 

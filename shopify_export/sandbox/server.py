@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import signal
 import socket
@@ -18,6 +17,7 @@ from typing import TextIO
 
 from aiohttp import web
 
+from shopify_export.config import is_loopback
 from shopify_export.errors import ConfigError
 from shopify_export.sandbox.config import SandboxConfig
 from shopify_export.sandbox.endpoint import DEFAULT_API_VERSION, SandboxStore, Stats
@@ -34,22 +34,13 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_loopback(host: str) -> str:
     """Return ``host`` if it is a loopback address.
 
     Raises:
         ConfigError: for any other host, because the sandbox accepts a well-known token.
     """
-    if not _is_loopback(host):
+    if not is_loopback(host):
         raise ConfigError(
             f"Invalid host {host!r}: the sandbox store listens only on loopback addresses "
             "(127.0.0.1, ::1, localhost)"
