@@ -14,7 +14,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -165,7 +165,7 @@ class _Response:
 
     data: dict[str, Any]
     redacted: dict[str, str]
-    node_texts: list[str] | None = None
+    node_texts: Sequence[str | bytes] | None = None
 
 
 class ShopifyClient:
@@ -520,7 +520,7 @@ class ShopifyClient:
             failure.error.args = (_scrub(str(failure.error), self._settings.token),)
         return failure
 
-    def _node_texts(self, data: Mapping[str, Any]) -> list[str] | None:
+    def _node_texts(self, data: Mapping[str, Any]) -> Sequence[str | bytes] | None:
         connection = data.get("customers")
         if not isinstance(connection, Mapping):
             return None

@@ -3,8 +3,9 @@
 ``PRAGMA user_version`` records the schema version. Version 0 is an empty database or one made
 by an earlier version of the tool, which never set it: its ``export_jobs`` lacks
 ``last_cursor`` and the columns below it, and its ``customers`` table has only the required
-columns. Every upgrade step is derived from the tables as they are, not from the recorded
-version alone, so running it twice changes nothing the second time.
+columns. Version 1 lacks ``customers.csv_line``. Every upgrade step is derived from the tables
+as they are, not from the recorded version alone, so running it twice changes nothing the
+second time.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shopify_export.csv_lines import SOURCE_COLUMNS
 from shopify_export.errors import DatabaseError, InvalidDatabaseError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 JOB_COLUMNS: dict[str, str] = {
     "id": "TEXT PRIMARY KEY",
@@ -75,12 +77,27 @@ CUSTOMER_COLUMNS: dict[str, str] = {
     "data": "TEXT",
     "job_id": "TEXT",
     "exported_at": "TEXT",
+    # The customer's line for CSV files (see csv_lines.stored_line); NULL for rows that are
+    # written from their columns.
+    "csv_line": "TEXT",
 }
 
 # name -> (table, columns)
 INDEXES: dict[str, tuple[str, tuple[str, ...]]] = {
     "customers_store_legacy_id": ("customers", ("store_name", "legacy_id")),
     "export_jobs_store_started": ("export_jobs", ("store_name", "started_at")),
+}
+# name -> CREATE TRIGGER statement. An UPDATE that changes a column a stored CSV line is made
+# from but not the line itself (an edit by hand, for example) clears the line, so that CSV
+# files show the new values. The upsert of an export sets the new line with the columns.
+TRIGGERS: dict[str, str] = {
+    "customers_csv_line_stale": (
+        "CREATE TRIGGER customers_csv_line_stale "
+        f"AFTER UPDATE OF {', '.join(SOURCE_COLUMNS)} ON customers "
+        "WHEN new.csv_line IS NOT NULL AND new.csv_line IS old.csv_line AND ("
+        + " OR ".join(f"new.{name} IS NOT old.{name}" for name in SOURCE_COLUMNS)
+        + ") BEGIN UPDATE customers SET csv_line = NULL WHERE rowid = new.rowid; END"
+    ),
 }
 # Created when a customers table of an earlier version has no key on (store_name, id), which
 # INSERT ... ON CONFLICT(store_name, id) requires.
@@ -180,11 +197,16 @@ class _Plan:
     add_columns: dict[str, list[str]] = field(default_factory=dict)
     add_customer_key: bool = False
     create_indexes: list[str] = field(default_factory=list)
+    create_triggers: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
         return not (
-            self.create_tables or self.add_columns or self.add_customer_key or self.create_indexes
+            self.create_tables
+            or self.add_columns
+            or self.add_customer_key
+            or self.create_indexes
+            or self.create_triggers
         ) and (self.version == SCHEMA_VERSION)
 
 
@@ -242,6 +264,10 @@ def _plan(conn: sqlite3.Connection) -> _Plan:
         row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
     }
     plan.create_indexes = [name for name in INDEXES if name not in existing_indexes]
+    existing_triggers = {
+        row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+    }
+    plan.create_triggers = [name for name in TRIGGERS if name not in existing_triggers]
     return plan
 
 
@@ -351,6 +377,11 @@ def _apply(conn: sqlite3.Connection, plan: _Plan) -> list[str]:
         conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {table} ({', '.join(index_columns)})")
         if table not in plan.create_tables:
             changes.append(f"created index {name} on {table} ({', '.join(index_columns)})")
+
+    for name in plan.create_triggers:
+        conn.execute(TRIGGERS[name])
+        if "customers" not in plan.create_tables:
+            changes.append(f"created trigger {name} on customers")
 
     if plan.version != SCHEMA_VERSION:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

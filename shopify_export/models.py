@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -77,4 +78,4 @@ class Page:
     has_next_page: bool
     page_size: int
     redacted: dict[str, str] = field(default_factory=dict)
-    node_texts: list[str] | None = None
+    node_texts: Sequence[str | bytes] | None = None

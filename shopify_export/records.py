@@ -8,6 +8,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from shopify_export.csv_lines import stored_line
+
 # Columns of the customers table, in the order of the tuples that customer_row returns.
 COLUMNS: tuple[str, ...] = (
     "store_name",
@@ -43,6 +45,7 @@ COLUMNS: tuple[str, ...] = (
     "data",
     "job_id",
     "exported_at",
+    "csv_line",
 )
 
 # SQLite stores integers as signed 64-bit values; Python's sqlite3 raises OverflowError beyond.
@@ -127,15 +130,15 @@ def customer_row(
     store_name: str,
     job_id: str,
     exported_at: str,
-    node_text: str | None = None,
+    node_text: str | bytes | None = None,
 ) -> tuple[Any, ...]:
     """Build the customers row of ``node``, with values in the order of ``COLUMNS``.
 
     The node may have the 2025-04+ shape (``defaultEmailAddress``, ``defaultPhoneNumber``) or
     the older one (``email``, ``phone``, ``emailMarketingConsent``, ``smsMarketingConsent``).
     Any field may be null or absent, for example when protected customer data is withheld.
-    ``node_text``, the node's JSON text as received, becomes the ``data`` column; without it
-    the node is encoded again.
+    ``node_text``, the node's JSON text (str, or UTF-8 bytes), becomes the ``data`` column;
+    without it the node is encoded again.
     """
     get = node.get
     gid = get("id")
@@ -160,46 +163,86 @@ def customer_row(
     if isinstance(tags, list):
         tags = ", ".join(tags)
 
-    verified_email = get("verifiedEmail")
-    tax_exempt = get("taxExempt")
+    number = legacy_id(gid)
+    first_name = get("firstName")
+    last_name = get("lastName")
+    note = get("note")
+    tax_exempt = _flag(get("taxExempt"))
+    orders = _to_int(get("numberOfOrders"))
     amount = get("amountSpent") or _EMPTY
+    amount_spent = amount.get("amount")
     address = get("defaultAddress") or _EMPTY
     address_get = address.get
+    company = address_get("company")
+    address1 = address_get("address1")
+    address2 = address_get("address2")
+    city = address_get("city")
+    province_code = address_get("provinceCode")
+    country_code = address_get("countryCodeV2") or address_get("countryCode")
+    zip_code = address_get("zip")
+    address_phone = address_get("phone")
+    # The values in the order of csv_lines.SOURCE_COLUMNS.
+    line = stored_line(
+        (
+            number,
+            gid,
+            first_name,
+            last_name,
+            email,
+            email_state,
+            company,
+            address1,
+            address2,
+            city,
+            province_code,
+            country_code,
+            zip_code,
+            address_phone,
+            phone,
+            sms_state,
+            amount_spent,
+            orders,
+            note,
+            tax_exempt,
+            tags,
+        )
+    )
 
     return (
         store_name,
         gid,
-        legacy_id(gid),
-        get("firstName"),
-        get("lastName"),
+        number,
+        first_name,
+        last_name,
         email,
         email_state,
         phone,
         sms_state,
         get("state"),
         tags,
-        get("note"),
-        _flag(verified_email),
-        _flag(tax_exempt),
+        note,
+        _flag(get("verifiedEmail")),
+        tax_exempt,
         get("locale"),
         get("createdAt"),
         get("updatedAt"),
-        _to_int(get("numberOfOrders")),
-        amount.get("amount"),
+        orders,
+        amount_spent,
         amount.get("currencyCode"),
-        address_get("company"),
-        address_get("address1"),
-        address_get("address2"),
-        address_get("city"),
+        company,
+        address1,
+        address2,
+        city,
         address_get("province"),
-        address_get("provinceCode"),
+        province_code,
         address_get("country"),
-        address_get("countryCodeV2") or address_get("countryCode"),
-        address_get("zip"),
-        address_get("phone"),
+        country_code,
+        zip_code,
+        address_phone,
         _encode_json(node) if node_text is None else node_text,
         job_id,
         exported_at,
+        line,
     )
 
 

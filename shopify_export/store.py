@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from shopify_export import migrations
+from shopify_export.csv_lines import SOURCE_COLUMNS
 from shopify_export.errors import DatabaseError, InvalidDatabaseError, JobNotFoundError
 from shopify_export.migrations import database_error
 from shopify_export.models import Job, JobStatus
@@ -41,11 +42,19 @@ def _bind_null(value: None) -> None:
 # to every sqlite3 connection of the process.
 sqlite3.register_adapter(type(None), _bind_null)
 
+# The data column's JSON text may come as UTF-8 bytes, which SQLite would store as a BLOB;
+# CAST makes them TEXT without a round trip through a Python str.
+_PLACEHOLDERS = ["CAST(? AS TEXT)" if name == "data" else "?" for name in COLUMNS]
 _UPSERT_SQL = (
-    f"INSERT INTO customers ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
+    f"INSERT INTO customers ({', '.join(COLUMNS)}) VALUES ({', '.join(_PLACEHOLDERS)}) "
     "ON CONFLICT (store_name, id) DO UPDATE SET "
     + ", ".join(f"{name} = excluded.{name}" for name in COLUMNS if name not in ("store_name", "id"))
 )
+
+# The prefix that iter_csv_lines puts before the rowid of a row without a stored line, in the
+# place of the line. Stored lines never contain a NUL.
+NO_LINE = b"\x00"
+_SELECT_SOURCE = f"SELECT {', '.join(SOURCE_COLUMNS)} FROM customers WHERE rowid = ?"
 
 _JOB_COLUMNS = (
     "id, store_name, status, total_customers, processed_customers, started_at, completed_at, "
@@ -405,7 +414,7 @@ class Database:
         nodes: list[dict[str, Any]],
         end_cursor: str | None,
         page_size: int,
-        node_texts: Sequence[str] | None = None,
+        node_texts: Sequence[str | bytes] | None = None,
     ) -> int:
         """Store a page of customers and the job's new position in one transaction.
 
@@ -505,6 +514,59 @@ class Database:
         Tuples cost less to build than sqlite3.Row objects, which matters for millions of rows.
         """
         return self._select_customers(store_name, columns, None)
+
+    def iter_csv_lines(self, store_name: str) -> Generator[list[bytes], None, None]:
+        """Yield the store's stored CSV lines as UTF-8, in chunks, ordered by legacy id.
+
+        Rows without a legacy id come first, in the order they were first saved. A row without
+        a stored line (``csv_line`` NULL) is ``NO_LINE`` and its rowid instead, for
+        ``customer_source``. All chunks come from one read snapshot.
+
+        Raises:
+            DatabaseError: when SQLite fails while reading.
+        """
+        # BLOB: bytes as stored, without decoding them into str and encoding them again.
+        # Ties of legacy_id (NULL for ids without a number) go by rowid, which the index on
+        # (store_name, legacy_id) contains too, so SQLite reads the index in order and sorts
+        # nothing.
+        sql = (
+            "SELECT CAST(ifnull(csv_line, char(0) || rowid) AS BLOB) FROM customers "
+            "WHERE store_name = ? ORDER BY legacy_id, rowid"
+        )
+        try:
+            cursor = self._conn.cursor()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        try:
+            cursor.execute(sql, (store_name,))
+            while True:
+                rows = cursor.fetchmany(2000)
+                if not rows:
+                    break
+                yield [row[0] for row in rows]
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        finally:
+            cursor.close()
+
+    def customer_source(self, rowid: bytes | int) -> tuple[Any, ...]:
+        """Return the ``csv_lines.SOURCE_COLUMNS`` values of the customers row ``rowid``.
+
+        Raises:
+            DatabaseError: when there is no such row or SQLite fails.
+        """
+        try:
+            number = int(rowid)
+        except ValueError:
+            raise DatabaseError(
+                f"Invalid csv_line in database {self.path}: it contains a NUL character; clear "
+                "it with UPDATE customers SET csv_line = NULL WHERE instr(csv_line, char(0))"
+            ) from None
+        with self._read() as conn:
+            row = conn.execute(_SELECT_SOURCE, (number,)).fetchone()
+        if row is None:
+            raise DatabaseError(f"Customer row {number} of database {self.path} is gone")
+        return tuple(row)
 
     def _select_customers(
         self, store_name: str, columns: Sequence[str] | None, row_factory: Any

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from shopify_export import csv_export
+from shopify_export import csv_lines
 from shopify_export.csv_export import HEADER, default_csv_path, write_csv
 from shopify_export.errors import CsvError
 from shopify_export.store import Database
@@ -330,15 +330,14 @@ def test_failure_leaves_no_partial_file(
     db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     save(db, [node(number) for number in range(1, 101)])
-    real = db.iter_customer_values
+    real = db.iter_csv_lines
 
-    def failing(store_name: str, columns: Any) -> Iterator[tuple[Any, ...]]:
-        for index, row in enumerate(real(store_name, columns)):
-            if index == 50:
-                raise OSError(28, "No space left on device")
-            yield row
+    def failing(store_name: str) -> Iterator[list[str | int]]:
+        for chunk in real(store_name):
+            yield chunk[:50]
+            raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(db, "iter_customer_values", failing)
+    monkeypatch.setattr(db, "iter_csv_lines", failing)
     fresh = tmp_path / "fresh.csv"
     with pytest.raises(CsvError, match="No space left on device"):
         write_csv(db, STORE, fresh)
@@ -360,18 +359,18 @@ def test_failure_leaves_no_partial_file(
 _SLOW_WRITER = """
 import sys
 from pathlib import Path
-from shopify_export import csv_export
+from shopify_export import csv_export, csv_lines
 from shopify_export.store import Database
 
-class SlowSink(csv_export._Sink):
-    def flush(self):
-        super().flush()
+class SlowSink(csv_export.Sink):
+    def write_stored(self, lines):
+        super().write_stored(lines)
         self._file.flush()
         print("chunk", flush=True)
         import time
         time.sleep(0.05)
 
-csv_export._Sink = SlowSink
+csv_export.Sink = SlowSink
 db = Database.open(sys.argv[1])
 csv_export.write_csv(db, "demo-store", Path(sys.argv[2]), "excel")
 print("done", flush=True)
@@ -429,13 +428,19 @@ def test_invalid_arguments(db: Database, tmp_path: Path) -> None:
         write_csv(db, STORE, tmp_path / "file" / "x.csv")
 
 
-def test_sink_matches_csv_writer() -> None:
+def test_sink_keeps_stored_lines_and_writer_rows_in_order() -> None:
     rows: list[list[Any]] = [["a", "b,c", 'd"e', "f\r\ng", None, 3], ["x"] * 6] * 3000
     expected = io.StringIO()
-    csv.writer(expected).writerows(rows)
-    actual = io.StringIO()
-    sink = csv_export._Sink(actual, drop_nul=False)
-    csv.writer(sink).writerows(rows)
+    csv.writer(expected, quoting=csv.QUOTE_ALL).writerows(rows)
+    expected.write("s,t\r\n")
+    expected.writelines(["y\r\n", "z\r\n"])
+    csv.writer(expected, quoting=csv.QUOTE_ALL).writerows(rows[:3])
+    actual = io.BytesIO()
+    sink = csv_lines.Sink(actual, "plain")
+    sink.writer.writerows(rows)
+    sink.write_stored(b"s,\x1et\r\n")
+    sink.write_stored(b"y\r\nz\r\n")
+    sink.writer.writerows(rows[:3])
     sink.flush()
-    assert actual.getvalue() == expected.getvalue()
-    assert sink.count == len(rows)
+    # The plain dialect drops each marker; the excel one would write a quote.
+    assert actual.getvalue().decode() == expected.getvalue()

@@ -10,6 +10,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -391,7 +392,10 @@ def test_newer_schema_rejected(tmp_path: Path) -> None:
         Database.open(path)
 
 
-def test_backup_path_is_free(tmp_path: Path) -> None:
+def test_backup_path_is_free(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # One fixed second: otherwise the clock may tick between the two calls.
+    fixed = time.gmtime()
+    monkeypatch.setattr(migrations.time, "gmtime", lambda *args: fixed)
     db_path = tmp_path / "customers.db"
     first = migrations.backup_path(db_path)
     assert re.fullmatch(r"customers\.db\.backup-\d{8}-\d{6}", first.name)
