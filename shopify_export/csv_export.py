@@ -58,10 +58,11 @@ def _remove_stale_temp_files(path: Path) -> None:
 def write_csv(db: Database, store_name: str, path: Path, dialect: str = "excel") -> int:
     """Write the store's customers to a CSV file at ``path``.
 
-    Rows stream from the database, ordered by customer id, so memory stays flat. The file is
-    written to a temporary file beside ``path`` (mode 0600), synced to disk and renamed to
-    ``path``: a crash leaves either the previous file or the complete new one under that
-    name, never a partial one. Missing folders are created with mode 0700.
+    Rows stream from the database, ordered by legacy customer id (customers without one first,
+    in the order they were first saved), so memory stays flat. The file is written to a
+    temporary file beside ``path`` (mode 0600), synced to disk and renamed to ``path``: a
+    crash leaves either the previous file or the complete new one under that name, never a
+    partial one. Missing folders are created with mode 0700.
 
     Args:
         db: The database.
@@ -137,10 +138,11 @@ def _write_file(db: Database, store_name: str, fd: int, dialect: str) -> int:
                     continue
                 # Rows without a stored line: NO_LINE and the rowid, up to the line end.
                 before, *rest = lines.split(NO_LINE)
+                pieces = [piece.partition(b"\r\n") for piece in rest]
+                sources = db.customer_sources([rowid for rowid, _, _ in pieces])
                 sink.write_stored(before)
-                for piece in rest:
-                    rowid, _, after = piece.partition(b"\r\n")
-                    sink.writer.writerow(cells_of(db.customer_source(rowid)))
+                for source, (_, _, after) in zip(sources, pieces, strict=True):
+                    sink.writer.writerow(cells_of(source))
                     sink.write_stored(after)
         finally:
             chunks.close()

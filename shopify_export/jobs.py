@@ -8,7 +8,6 @@ line stays synchronous.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import gc
 import importlib
 import logging
@@ -55,6 +54,9 @@ _MALLOPT = ((-1, 64 << 20), (-3, 4 << 20))
 
 def _keep_freed_memory() -> None:
     """Tune glibc malloc for a long run of same-sized pages; elsewhere do nothing."""
+    # Imported here: the commands that never export do not pay for it.
+    import ctypes
+
     try:
         os.confstr("CS_GNU_LIBC_VERSION")
         mallopt = ctypes.CDLL(None).mallopt
@@ -66,7 +68,12 @@ def _keep_freed_memory() -> None:
 
 @contextmanager
 def _batch_settings() -> Iterator[None]:
-    """Set the garbage collector and the allocator for saving page after page."""
+    """Set the garbage collector and the allocator for saving page after page.
+
+    The collector's thresholds are restored afterwards. The allocator's options stay for the rest
+    of the process, because glibc offers no way to read them back; they only keep more freed
+    memory for reuse.
+    """
     thresholds = gc.get_threshold()
     gc.set_threshold(*_GC_THRESHOLDS)
     _keep_freed_memory()

@@ -88,13 +88,15 @@ INDEXES: dict[str, tuple[str, tuple[str, ...]]] = {
     "export_jobs_store_started": ("export_jobs", ("store_name", "started_at")),
 }
 # name -> CREATE TRIGGER statement. An UPDATE that changes a column a stored CSV line is made
-# from but not the line itself (an edit by hand, for example) clears the line, so that CSV
-# files show the new values. The upsert of an export sets the new line with the columns.
+# from, but neither the line nor exported_at (an edit by hand, for example), clears the line,
+# so that CSV files show the new values. The upsert of an export sets the line and exported_at
+# with the columns, so it keeps its line even where the new values print as before.
 TRIGGERS: dict[str, str] = {
     "customers_csv_line_stale": (
         "CREATE TRIGGER customers_csv_line_stale "
         f"AFTER UPDATE OF {', '.join(SOURCE_COLUMNS)} ON customers "
-        "WHEN new.csv_line IS NOT NULL AND new.csv_line IS old.csv_line AND ("
+        "WHEN new.csv_line IS NOT NULL AND new.csv_line IS old.csv_line "
+        "AND new.exported_at IS old.exported_at AND ("
         + " OR ".join(f"new.{name} IS NOT old.{name}" for name in SOURCE_COLUMNS)
         + ") BEGIN UPDATE customers SET csv_line = NULL WHERE rowid = new.rowid; END"
     ),

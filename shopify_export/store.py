@@ -54,7 +54,7 @@ _UPSERT_SQL = (
 # The prefix that iter_csv_lines puts before the rowid of a row without a stored line, in the
 # place of the line. Stored lines never contain a NUL.
 NO_LINE = b"\x00"
-_SELECT_SOURCE = f"SELECT {', '.join(SOURCE_COLUMNS)} FROM customers WHERE rowid = ?"
+_SELECT_SOURCES = f"SELECT rowid, {', '.join(SOURCE_COLUMNS)} FROM customers WHERE rowid IN "
 
 _JOB_COLUMNS = (
     "id, store_name, status, total_customers, processed_customers, started_at, completed_at, "
@@ -178,6 +178,11 @@ class Database:
         self._conn = conn
         self.path = path
         self._busy_timeout = busy_timeout
+        # A database made with PRAGMA encoding = 'UTF-16le' (or be) keeps its text in UTF-16:
+        # there, bytes must be decoded before SQLite takes them as text, and text must not be
+        # read as bytes.
+        encoding = conn.execute("PRAGMA encoding").fetchone()[0]
+        self._utf8 = encoding == "UTF-8"
 
     @classmethod
     def open(
@@ -432,6 +437,8 @@ class Database:
             DatabaseError: when SQLite fails (disk full, locked, I/O); nothing is saved.
         """
         exported_at = _now()
+        if node_texts is not None and not self._utf8:
+            node_texts = [text.decode() if isinstance(text, bytes) else text for text in node_texts]
         if node_texts is None:
             rows = [customer_row(node, store_name, job_id, exported_at) for node in nodes]
         else:
@@ -520,53 +527,70 @@ class Database:
 
         Rows without a legacy id come first, in the order they were first saved. A row without
         a stored line (``csv_line`` NULL) is ``NO_LINE`` and its rowid instead, for
-        ``customer_source``. All chunks come from one read snapshot.
+        ``customer_sources``. The chunks and the ``customer_sources`` calls made before the
+        generator is closed all read one snapshot of the database.
 
         Raises:
             DatabaseError: when SQLite fails while reading.
         """
-        # BLOB: bytes as stored, without decoding them into str and encoding them again.
+        line = "ifnull(csv_line, char(0) || rowid)"
+        if self._utf8:
+            # The bytes as stored, without decoding them into str and encoding them again.
+            line = f"CAST({line} AS BLOB)"
         # Ties of legacy_id (NULL for ids without a number) go by rowid, which the index on
         # (store_name, legacy_id) contains too, so SQLite reads the index in order and sorts
         # nothing.
-        sql = (
-            "SELECT CAST(ifnull(csv_line, char(0) || rowid) AS BLOB) FROM customers "
-            "WHERE store_name = ? ORDER BY legacy_id, rowid"
-        )
+        sql = f"SELECT {line} FROM customers WHERE store_name = ? ORDER BY legacy_id, rowid"
         try:
             cursor = self._conn.cursor()
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
         try:
+            # One read transaction: without it the snapshot ends with the last row fetched,
+            # before the rows of the last chunk that have no line are read.
+            self._conn.execute("BEGIN")
             cursor.execute(sql, (store_name,))
             while True:
                 rows = cursor.fetchmany(2000)
                 if not rows:
                     break
-                yield [row[0] for row in rows]
+                if self._utf8:
+                    yield [row[0] for row in rows]
+                else:
+                    yield [row[0].encode() for row in rows]
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
         finally:
             cursor.close()
+            self._rollback()
 
-    def customer_source(self, rowid: bytes | int) -> tuple[Any, ...]:
-        """Return the ``csv_lines.SOURCE_COLUMNS`` values of the customers row ``rowid``.
+    def customer_sources(self, rowids: Sequence[bytes | int]) -> list[tuple[Any, ...]]:
+        """Return the ``csv_lines.SOURCE_COLUMNS`` values of the customers rows ``rowids``.
+
+        The rows come in the order of ``rowids``.
 
         Raises:
-            DatabaseError: when there is no such row or SQLite fails.
+            DatabaseError: when a row is missing or SQLite fails.
         """
         try:
-            number = int(rowid)
+            numbers = [int(rowid) for rowid in rowids]
         except ValueError:
             raise DatabaseError(
                 f"Invalid csv_line in database {self.path}: it contains a NUL character; clear "
                 "it with UPDATE customers SET csv_line = NULL WHERE instr(csv_line, char(0))"
             ) from None
+        found: dict[int, tuple[Any, ...]] = {}
         with self._read() as conn:
-            row = conn.execute(_SELECT_SOURCE, (number,)).fetchone()
-        if row is None:
-            raise DatabaseError(f"Customer row {number} of database {self.path} is gone")
-        return tuple(row)
+            # SQLite before 3.32 takes at most 999 parameters in one statement.
+            for start in range(0, len(numbers), 900):
+                part = numbers[start : start + 900]
+                sql = _SELECT_SOURCES + f"({', '.join('?' * len(part))})"
+                for row in conn.execute(sql, part):
+                    found[row[0]] = tuple(row[1:])
+        missing = [number for number in numbers if number not in found]
+        if missing:
+            raise DatabaseError(f"Customer row {missing[0]} of database {self.path} is gone")
+        return [found[number] for number in numbers]
 
     def _select_customers(
         self, store_name: str, columns: Sequence[str] | None, row_factory: Any

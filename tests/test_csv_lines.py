@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import random
 import sqlite3
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +17,7 @@ import pytest
 from shopify_export import csv_lines
 from shopify_export.csv_export import write_csv
 from shopify_export.csv_lines import DIALECTS, SOURCE_COLUMNS, exact_line, expand, stored_line
+from shopify_export.page_json import PageDecoder
 from shopify_export.records import COLUMNS, customer_row
 from shopify_export.sandbox import data as sandbox_data
 from shopify_export.sandbox.config import SandboxConfig
@@ -189,6 +194,9 @@ def test_hand_edit_clears_line(db: Database) -> None:
     assert after == before - 1
 
 
+@pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="the csv module writes NUL characters from Python 3.11 on"
+)
 def test_sink_drops_nul_only_in_excel() -> None:
     import io
 
@@ -229,3 +237,74 @@ def test_database_of_schema_version_1_upgraded(tmp_path: Path) -> None:
     assert triggers == [("customers_csv_line_stale",)]
     conn.close()
     assert list(tmp_path.glob("customers.db.backup-*"))
+
+
+def test_utf16_database_same_file(tmp_path: Path) -> None:
+    config = SandboxConfig(customers=600)
+    page = {
+        "data": {"customers": {"nodes": [sandbox_data.customer(config, i) for i in range(600)]}}
+    }
+    written = {}
+    for encoding in ("UTF-8", "UTF-16le"):
+        path = tmp_path / f"{encoding}.db"
+        conn = sqlite3.connect(path)
+        conn.execute(f"PRAGMA encoding = '{encoding}'")
+        conn.execute("CREATE TABLE made_here (x)")
+        conn.execute("DROP TABLE made_here")
+        conn.close()
+        decoder = PageDecoder()
+        nodes = decoder.loads(json.dumps(page))["data"]["customers"]["nodes"]
+        texts = decoder.texts_of(nodes)
+        assert texts is not None
+        assert isinstance(texts[0], bytes)
+        with Database.open(path) as db:
+            job = db.create_job(STORE, api_version="2026-04", page_size=250)
+            db.save_batch(job.id, STORE, nodes, "cursor", 250, texts)
+            written[encoding] = tmp_path / f"{encoding}.csv"
+            assert write_csv(db, STORE, written[encoding]) == 600
+        conn = sqlite3.connect(path)
+        assert conn.execute("PRAGMA encoding").fetchone() == (encoding,)
+        stored = [json.loads(row[0]) for row in conn.execute("SELECT data FROM customers")]
+        conn.close()
+        assert sorted(node["id"] for node in stored) == sorted(node["id"] for node in nodes)
+    assert written["UTF-16le"].read_bytes() == written["UTF-8"].read_bytes()
+
+
+def test_csv_reads_one_snapshot(db: Database, tmp_path: Path) -> None:
+    save_sandbox(db, 100)
+    conn = sqlite3.connect(db.path)
+    conn.execute("UPDATE customers SET csv_line = NULL")
+    conn.commit()
+    (deleted_id,) = conn.execute("SELECT legacy_id FROM customers WHERE rowid = 2").fetchone()
+    real = db.customer_sources
+
+    def delete_first(rowids: Any) -> list[tuple[Any, ...]]:
+        # Another process deletes a customer while the CSV is written.
+        conn.execute("DELETE FROM customers WHERE rowid = 2")
+        conn.commit()
+        return real(rowids)
+
+    db.customer_sources = delete_first  # type: ignore[method-assign]
+    assert write_csv(db, STORE, tmp_path / "snapshot.csv") == 100
+    conn.close()
+    with open(tmp_path / "snapshot.csv", encoding="utf-8-sig", newline="") as file:
+        ids = [row[0] for row in csv.reader(file)][1:]
+    assert len(ids) == 100
+    assert f"'{deleted_id}" in ids
+
+
+def test_export_keeps_line_when_cells_same(db: Database) -> None:
+    config = SandboxConfig(customers=1)
+    node = sandbox_data.customer(config, 0)
+    node["defaultEmailAddress"]["marketingState"] = "NOT_SUBSCRIBED"
+    job = db.create_job(STORE, api_version="2026-04", page_size=250)
+    db.save_batch(job.id, STORE, [node], "cursor", 250)
+    # Another state that the CSV also shows as "no": the columns change, the line does not.
+    node["defaultEmailAddress"]["marketingState"] = "UNSUBSCRIBED"
+    time.sleep(0.002)
+    db.save_batch(job.id, STORE, [node], "cursor", 250)
+    conn = sqlite3.connect(db.path)
+    row = conn.execute("SELECT email_marketing_state, csv_line FROM customers").fetchone()
+    conn.close()
+    assert row[0] == "UNSUBSCRIBED"
+    assert row[1] is not None
