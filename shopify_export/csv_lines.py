@@ -124,7 +124,9 @@ _SEPARATORS = len(HEADER) - 1
 # A separator and a character that makes a spreadsheet read the cell after it as a formula.
 # Only free-text cells can start so: the marked ones start with MARK, and yes/no cells cannot.
 # A negative Total Orders could, so rows with one get no stored line.
-_FORMULA_CELL = re.compile("\x1f([=+\\-@\t\r])")
+# A lookahead, so that the replacement is a plain string: re.sub expands a template with a
+# group reference in Python code for every match.
+_FORMULA_CELL = re.compile("\x1f(?=[=+\\-@\t\r])")
 
 
 def stored_line(source: Sequence[Any]) -> str | None:
@@ -220,7 +222,7 @@ def stored_line(source: Sequence[Any]) -> str | None:
     if _FORMULA_CELL.search(joined):
         # The excel dialect puts an apostrophe before a free-text cell that starts like a
         # formula, as it does before the marked cells.
-        joined = _FORMULA_CELL.sub("\x1f\x1e\\1", joined)
+        joined = _FORMULA_CELL.sub(_SEPARATOR + MARK, joined)
     # Every cell is quoted, so no cell needs to be looked at on its own.
     return '"' + joined.replace('"', '""').replace(_SEPARATOR, '","') + '"'
 
