@@ -13,8 +13,8 @@ Scenarios (docs/benchmarks.md explains each measure and its target):
 Every run also checks that each customer of the sandbox store arrived in the database (and in
 the CSV) exactly once. Usage::
 
-    python bench/run.py            # full size, about three minutes on 2 cores
-    python bench/run.py --quick    # reduced size for CI, about 15 seconds
+    python bench/run.py            # full size, 2 to 2.5 minutes on 2 cores
+    python bench/run.py --quick    # reduced size for CI, about 12 seconds
     python bench/run.py --write    # also rewrite the results section of docs/benchmarks.md
     python bench/run.py --profile  # cProfile of the local scenario's exporter, top functions
 

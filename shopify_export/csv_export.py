@@ -11,25 +11,17 @@ import logging
 import os
 import re
 import tempfile
-import time
 from pathlib import Path
 
 from shopify_export.csv_lines import DIALECTS, HEADER, Sink, cells_function
 from shopify_export.errors import CsvError
 from shopify_export.store import NO_LINE, Database, create_folders
 
-__all__ = ["DIALECTS", "HEADER", "default_csv_path", "write_csv"]
+__all__ = ["DIALECTS", "HEADER", "write_csv"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_EXPORT_FOLDER = Path("data") / "exports"
 _TEMP_SUFFIX = ".tmp"
-
-
-def default_csv_path(store_name: str, job_id: str | None) -> Path:
-    """Return ``data/exports/<store>_<job id>.csv``, or ``<store>_<UTC timestamp>.csv``."""
-    suffix = job_id if job_id else time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    return DEFAULT_EXPORT_FOLDER / f"{store_name}_{suffix}.csv"
 
 
 def _remove_stale_temp_files(path: Path) -> None:

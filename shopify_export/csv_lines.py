@@ -15,8 +15,9 @@ Two dialects:
   Python's csv module reads back the database's values (NUL characters included on Python
   3.11 and later). An empty cell is a NULL or an empty string.
 
-In both, every cell is in double quotes (``csv.QUOTE_ALL``; the header has none), booleans are
-``yes``/``no``, tags are one cell (``vip, wholesale``) and a missing value is an empty cell.
+In both, every cell is in double quotes (``csv.QUOTE_ALL``), but the header has none.
+Booleans are ``yes``/``no``, tags are one cell (``vip, wholesale``) and a missing value is an
+empty cell.
 The Accepts Email/SMS Marketing cells are ``yes`` only for the marketing state SUBSCRIBED.
 
 Each customer row is turned into CSV when it is saved: ``stored_line`` makes one line that
@@ -92,8 +93,8 @@ _AS_TEXT_CELLS = tuple(
     HEADER.index(name)
     for name in ("Customer ID", "Default Address Zip", "Default Address Phone", "Phone")
 )
-# Cells of free text, neutralized in the excel dialect when they start like a formula. The
-# others hold yes/no or a count.
+# Cells that can hold text, neutralized in the excel dialect when they start like a formula.
+# Total Orders is a count, but a hand edit can leave text in it. The others hold yes/no.
 _FREE_TEXT_CELLS = tuple(
     HEADER.index(name)
     for name in (
@@ -107,6 +108,7 @@ _FREE_TEXT_CELLS = tuple(
         "Default Address Province Code",
         "Default Address Country Code",
         "Total Spent",
+        "Total Orders",
         "Note",
         "Tags",
     )
@@ -135,7 +137,7 @@ def stored_line(source: Sequence[Any]) -> str | None:
     ``source`` contains the values of ``SOURCE_COLUMNS`` as SQLite stores them. The line has no
     line end. ``expand`` turns it into the line of either dialect, equal to what
     ``exact_line`` writes for the same values. None means the row is written from its
-    columns: it holds a NUL, a value that is not text where text is expected, a negative
+    columns: it contains a NUL, a value that is not text where text is expected, a negative
     order count, or the characters the line uses as markers.
     """
     (
@@ -283,8 +285,9 @@ def _excel_row(row: Sequence[Any]) -> list[Any]:
     values = list(_plain_row(row))
     for index in _FREE_TEXT_CELLS:
         value = values[index]
-        # Free-text columns are declared TEXT, so SQLite returns numbers in them as str.
-        if value and value[0] in _EXCEL_CHECK_START:
+        # Free-text columns are declared TEXT, so SQLite returns numbers in them as str. Total
+        # Orders (INTEGER) gives an int, which a spreadsheet reads as a number.
+        if isinstance(value, str) and value and value[0] in _EXCEL_CHECK_START:
             values[index] = _text(value)
     for index in _AS_TEXT_CELLS:
         value = values[index]

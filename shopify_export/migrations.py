@@ -11,6 +11,7 @@ second time.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import sqlite3
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from shopify_export.csv_lines import SOURCE_COLUMNS
 from shopify_export.errors import DatabaseError, InvalidDatabaseError
+from shopify_export.records import COLUMNS, customer_row, sanitized_row
 
 log = logging.getLogger(__name__)
 
@@ -331,7 +333,40 @@ def _backfill_from_data(conn: sqlite3.Connection, columns: list[str]) -> int:
         # leave these columns empty for old rows until the customers are exported again.
         log.warning("Cannot fill new customer columns from the data JSON: %s", exc)
         return 0
+    _refill_rows_with_nul(conn, columns)
     return cursor.rowcount
+
+
+def _refill_rows_with_nul(conn: sqlite3.Connection, columns: list[str]) -> None:
+    """Fill ``columns`` again in Python for rows whose JSON contains an escaped NUL (``\\u0000``).
+
+    json_extract returns such a string cut at the NUL (SQLite 3.40, measured), so a note
+    ``"a\\u0000b"`` would become ``"a"``. customer_row reads the whole value, as an export does.
+    """
+    indexes = [COLUMNS.index(name) for name in columns]
+    assignments = ", ".join(f"{name} = ?" for name in columns)
+    rows = conn.execute(
+        "SELECT rowid, data FROM customers WHERE instr(data, ?) > 0", ("\\u0000",)
+    ).fetchall()
+    for rowid, data in rows:
+        try:
+            node = json.loads(data)
+        except ValueError:
+            continue
+        if not isinstance(node, dict):
+            continue
+        values = customer_row(node, "", "", "")
+        try:
+            conn.execute(
+                f"UPDATE customers SET {assignments} WHERE rowid = ?",
+                [values[index] for index in indexes] + [rowid],
+            )
+        except UnicodeEncodeError:
+            values = sanitized_row(values, node)
+            conn.execute(
+                f"UPDATE customers SET {assignments} WHERE rowid = ?",
+                [values[index] for index in indexes] + [rowid],
+            )
 
 
 def _add_customer_key(conn: sqlite3.Connection) -> int:

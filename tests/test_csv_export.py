@@ -10,7 +10,6 @@ import sqlite3
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 
 from shopify_export import csv_lines
-from shopify_export.csv_export import HEADER, default_csv_path, write_csv
+from shopify_export.csv_export import HEADER, write_csv
 from shopify_export.errors import CsvError
 from shopify_export.store import Database
 
@@ -406,16 +405,6 @@ def test_kill_during_write_leaves_no_file(db: Database, tmp_path: Path) -> None:
     # The next write of the same file removes what the killed process left.
     assert write_csv(db, STORE, target) == 10_000
     assert [entry.name for entry in target.parent.iterdir()] == ["big.csv"]
-
-
-def test_default_csv_path() -> None:
-    assert default_csv_path(STORE, "export_demo-store_1763017706706") == Path(
-        "data/exports/demo-store_export_demo-store_1763017706706.csv"
-    )
-    stamped = default_csv_path(STORE, None)
-    assert stamped.parent == Path("data/exports")
-    assert stamped.name.startswith(f"{STORE}_")
-    assert time.strftime("%Y%m%d", time.gmtime()) in stamped.name
 
 
 def test_invalid_arguments(db: Database, tmp_path: Path) -> None:

@@ -133,6 +133,16 @@ def test_marked_cells() -> None:
     assert expand(line.encode(), "plain").startswith(b'"9","=HYPERLINK()",')
 
 
+def test_text_in_total_orders_neutralized() -> None:
+    source = list(source_of(next(sandbox_rows(1))))
+    source[SOURCE_COLUMNS.index("number_of_orders")] = "-1+2"
+    excel = exact_line(tuple(source), "excel")
+    assert '"\'-1+2"' in excel
+    line = stored_line(tuple(source))
+    assert line is not None
+    assert expand(line.encode(), "excel").decode() + "\r\n" == excel
+
+
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[Database]:
     with Database.open(tmp_path / "customers.db") as database:

@@ -403,3 +403,30 @@ def test_backup_path_is_free(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     second = migrations.backup_path(db_path)
     assert second != first
     assert second.name.startswith(first.name)
+
+
+def test_upgrade_keeps_text_after_nul(tmp_path: Path) -> None:
+    path = tmp_path / "customers.db"
+    node = {
+        "id": "gid://shopify/Customer/9",
+        "note": "before\u0000after",
+        "defaultAddress": {"company": "Acme\u0000 Corp", "city": "Oslo"},
+    }
+    conn = sqlite3.connect(path)
+    conn.execute(OLD_JOBS)
+    conn.execute(OLD_CUSTOMERS)
+    conn.execute(
+        "INSERT INTO customers (store_name, id, data) VALUES (?, ?, ?)",
+        (STORE, node["id"], json.dumps(node)),
+    )
+    conn.commit()
+    conn.close()
+    assert "\\u0000" in json.dumps(node)
+
+    Database.open(path).close()
+    conn = sqlite3.connect(path)
+    row = conn.execute(
+        "SELECT note, default_address_company, default_address_city, legacy_id FROM customers"
+    ).fetchone()
+    conn.close()
+    assert row == ("before\x00after", "Acme\x00 Corp", "Oslo", 9)
