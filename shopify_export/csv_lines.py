@@ -221,10 +221,9 @@ def stored_line(source: Sequence[Any]) -> str | None:
         or _NUL in joined
     ):
         return None
-    if _FORMULA_CELL.search(joined):
-        # The excel dialect puts an apostrophe before a free-text cell that starts like a
-        # formula, as it does before the marked cells.
-        joined = _FORMULA_CELL.sub(_SEPARATOR + MARK, joined)
+    # The excel dialect puts an apostrophe before a free-text cell that starts like a formula,
+    # as it does before the marked cells.
+    joined = _FORMULA_CELL.sub(_SEPARATOR + MARK, joined)
     # Every cell is quoted, so no cell needs to be looked at on its own.
     return '"' + joined.replace('"', '""').replace(_SEPARATOR, '","') + '"'
 

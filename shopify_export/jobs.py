@@ -71,7 +71,7 @@ def _batch_settings() -> Iterator[None]:
     """Set the garbage collector and the allocator for saving page after page.
 
     The collector's thresholds are restored afterwards. The allocator's options stay for the rest
-    of the process, because glibc offers no way to read them back; they only keep more freed
+    of the process, because glibc offers no way to read them back. They only keep more freed
     memory for reuse.
     """
     thresholds = gc.get_threshold()

@@ -355,18 +355,12 @@ def _refill_rows_with_nul(conn: sqlite3.Connection, columns: list[str]) -> None:
             continue
         if not isinstance(node, dict):
             continue
-        values = customer_row(node, "", "", "")
-        try:
-            conn.execute(
-                f"UPDATE customers SET {assignments} WHERE rowid = ?",
-                [values[index] for index in indexes] + [rowid],
-            )
-        except UnicodeEncodeError:
-            values = sanitized_row(values, node)
-            conn.execute(
-                f"UPDATE customers SET {assignments} WHERE rowid = ?",
-                [values[index] for index in indexes] + [rowid],
-            )
+        # sanitized_row replaces lone surrogates, which SQLite cannot store as text.
+        values = sanitized_row(customer_row(node, "", "", ""), node)
+        conn.execute(
+            f"UPDATE customers SET {assignments} WHERE rowid = ?",
+            [values[index] for index in indexes] + [rowid],
+        )
 
 
 def _add_customer_key(conn: sqlite3.Connection) -> int:

@@ -589,7 +589,10 @@ class Database:
                     found[row[0]] = tuple(row[1:])
         missing = [number for number in numbers if number not in found]
         if missing:
-            raise DatabaseError(f"Customer row {missing[0]} of database {self.path} is gone")
+            raise DatabaseError(
+                f"Customer row {missing[0]} not found in database {self.path}: run the csv "
+                "command again"
+            )
         return [found[number] for number in numbers]
 
     def _select_customers(

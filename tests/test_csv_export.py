@@ -417,7 +417,7 @@ def test_invalid_arguments(db: Database, tmp_path: Path) -> None:
         write_csv(db, STORE, tmp_path / "file" / "x.csv")
 
 
-def test_sink_keeps_stored_lines_and_writer_rows_in_order() -> None:
+def test_sink_keeps_line_order() -> None:
     rows: list[list[Any]] = [["a", "b,c", 'd"e', "f\r\ng", None, 3], ["x"] * 6] * 3000
     expected = io.StringIO()
     csv.writer(expected, quoting=csv.QUOTE_ALL).writerows(rows)
